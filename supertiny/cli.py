@@ -1,0 +1,133 @@
+"""The `supertiny` command line: `eval` (the benchmark protocol) and `demo` (the bundled sample)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+from . import __version__
+from .errors import SuperTinyError
+
+SAMPLE = Path(__file__).parent / "samples" / "butterfly.png"
+
+
+def _one_line_warnings(message, category, filename, lineno, file=None, line=None) -> None:
+  print(f"supertiny: warning: {message}", file=sys.stderr)
+
+
+def _positive_int(text: str) -> int:
+  try:
+    value = int(text)
+  except ValueError:
+    raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+  if value < 1:
+    raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+  return value
+
+
+def _model(name: str, scale: int):
+  from .models import create_model
+
+  return create_model(name, scale=scale, channels=None)
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+  from tqdm import tqdm
+
+  from .evaluate import evaluate_folder
+
+  if args.lr and len(args.lr) != len(args.dirs):
+    raise SuperTinyError(f"--lr given {len(args.lr)} time(s) for {len(args.dirs)} HR folder(s): give one per folder")
+  model = _model(args.model, args.scale)
+  results = []
+  for i, folder in enumerate(args.dirs):
+    lr_folder = args.lr[i] if args.lr else None
+    with tqdm(desc=Path(folder).name, unit="img", leave=False, disable=not sys.stderr.isatty()) as bar:
+      results.append(evaluate_folder(model, folder, args.scale, lr_folder, args.space,
+                                     progress=lambda _name, bar=bar: bar.update()))
+  if args.json:
+    doc = {"model": args.model, "scale": args.scale, "datasets": {}}
+    for r in results:
+      entry = {"psnr": r.psnr, "ssim": r.ssim, "images": len(r.images)}
+      if args.per_image:
+        entry["per_image"] = {s.name: {"psnr": s.psnr, "ssim": s.ssim} for s in r.images}
+      doc["datasets"][r.name] = entry
+    print(json.dumps(doc, indent=2))
+    return 0
+  space = "Y" if args.space == "y" else "RGB"
+  print(f"model {args.model}, x{args.scale}, PSNR/SSIM on {space}, shave {args.scale}")
+  for r in results:
+    print(f"\n{r.name} ({len(r.images)} images)")
+    print(f"  {'image':<16} {'PSNR':>8} {'SSIM':>7}")
+    if args.per_image:
+      for s in r.images:
+        print(f"  {s.name:<16} {s.psnr:8.2f} {s.ssim:7.4f}")
+    print(f"  {'mean':<16} {r.psnr:8.2f} {r.ssim:7.4f}")
+  return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+  from .data.images import write_image
+  from .evaluate import load_pair, score
+  from .infer import upscale_array
+
+  if args.model == "bicubic":
+    warnings.warn("no trained weights ship yet: using the bicubic baseline", stacklevel=1)
+  model = _model(args.model, args.scale)
+  lr, hr = load_pair(args.image, args.scale)
+  out = Path(args.output)
+  out.mkdir(parents=True, exist_ok=True)
+  stem = Path(args.image).stem
+  sr = upscale_array(model, lr)
+  write_image(out / f"{stem}_lr_x{args.scale}.png", lr)
+  write_image(out / f"{stem}_x{args.scale}_{args.model}.png", sr)
+  p, s = score(sr, hr, args.scale)
+  print(f"{Path(args.image).name}: {lr.shape[1]}x{lr.shape[0]} -> {sr.shape[1]}x{sr.shape[0]} with {args.model} "
+        f"x{args.scale}: PSNR {p:.2f} dB, SSIM {s:.4f} (Y channel, shave {args.scale})")
+  print(f"wrote {out / f'{stem}_lr_x{args.scale}.png'} and {out / f'{stem}_x{args.scale}_{args.model}.png'}")
+  return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+  parser = argparse.ArgumentParser(prog="supertiny", description="Super-resolution in tinygrad.")
+  parser.add_argument("--version", action="version", version=f"supertiny {__version__}")
+  sub = parser.add_subparsers(dest="command", required=True)
+
+  ev = sub.add_parser("eval", help="score a model on HR image folders by the literature's protocol",
+                      description="Each DIR is a folder of HR images named after its dataset. Every image is "
+                                  "modcropped, degraded with MATLAB bicubic, super-resolved and scored with "
+                                  "PSNR/SSIM on the Y channel with a border shave of SCALE pixels.")
+  ev.add_argument("dirs", nargs="+", metavar="DIR", help="folder of HR images")
+  ev.add_argument("--model", default="bicubic", help="model name (see `supertiny zoo`) [bicubic]")
+  ev.add_argument("--scale", type=_positive_int, required=True, help="upscaling factor")
+  ev.add_argument("--lr", action="append", metavar="DIR",
+                  help="folder of given LR images matched to DIR by file name (once per DIR)")
+  ev.add_argument("--space", choices=("y", "rgb"), default="y", help="score on Y (the literature) or RGB [y]")
+  ev.add_argument("--per-image", action="store_true", help="also report every image")
+  ev.add_argument("--json", action="store_true", help="print one JSON document instead of tables")
+  ev.set_defaults(run=cmd_eval)
+
+  demo = sub.add_parser("demo", help="degrade the bundled sample image, upscale it and report PSNR/SSIM")
+  demo.add_argument("image", nargs="?", default=str(SAMPLE), help="HR image [bundled butterfly.png]")
+  demo.add_argument("--model", default="bicubic", help="model name [bicubic]")
+  demo.add_argument("--scale", type=_positive_int, default=4, help="upscaling factor [4]")
+  demo.add_argument("-o", "--output", default="supertiny-demo", help="output folder [supertiny-demo]")
+  demo.set_defaults(run=cmd_demo)
+  return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+  args = build_parser().parse_args(argv)
+  warnings.showwarning = _one_line_warnings
+  try:
+    return args.run(args)
+  except SuperTinyError as exc:
+    print(f"supertiny: error: {exc}", file=sys.stderr)
+    return 1
+  except KeyboardInterrupt:
+    print("supertiny: interrupted", file=sys.stderr)
+    return 130

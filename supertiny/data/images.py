@@ -1,0 +1,178 @@
+"""Reading and writing images without losing bit depth, and listing the images of a folder.
+
+Images are numpy arrays HxWxC (C = 1 gray, 2 gray+alpha, 3 RGB, 4 RGBA, or any band count for TIFF) of dtype
+uint8 or uint16. Pillow reads most formats; pypng reads 16-bit colour PNGs, which Pillow would cut to 8 bits;
+tifffile reads TIFFs (16-bit, many bands).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from ..errors import SuperTinyError
+
+IMAGE_SUFFIXES = frozenset({".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pnm"})
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def list_images(folder: str | Path) -> list[Path]:
+  """Image files of a folder by suffix, sorted by name; other files are skipped with a warning."""
+  folder = Path(folder)
+  if not folder.exists():
+    raise SuperTinyError(f"{folder}: no such folder")
+  if not folder.is_dir():
+    raise SuperTinyError(f"{folder}: not a folder")
+  images = []
+  for path in sorted(folder.iterdir()):
+    if path.name.startswith(".") or path.is_dir():
+      continue
+    if path.suffix.lower() in IMAGE_SUFFIXES:
+      images.append(path)
+    else:
+      warnings.warn(f"{path}: not an image file name, skipped", stacklevel=2)
+  if not images:
+    raise SuperTinyError(f"{folder}: no images found (looked for {', '.join(sorted(IMAGE_SUFFIXES))})")
+  return images
+
+
+def read_image(path: str | Path) -> np.ndarray:
+  """Decode an image file into an HxWxC uint8 or uint16 array; one-line SuperTinyError if it can't."""
+  path = Path(path)
+  if not path.exists():
+    raise SuperTinyError(f"{path}: no such file")
+  if path.is_dir():
+    raise SuperTinyError(f"{path}: is a folder, not an image")
+  try:
+    if path.suffix.lower() in (".tif", ".tiff"):
+      array = _read_tiff(path)
+    elif _is_16bit_colour_png(path):
+      array = _read_png16(path)
+    else:
+      array = _read_pillow(path)
+  except SuperTinyError:
+    raise
+  except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError) as exc:
+    reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    raise SuperTinyError(f"{path}: not a readable image ({reason})") from exc
+  if array.ndim == 2:
+    array = array[:, :, None]
+  if array.shape[0] == 0 or array.shape[1] == 0:
+    raise SuperTinyError(f"{path}: image is empty")
+  return array
+
+
+def _read_pillow(path: Path) -> np.ndarray:
+  with Image.open(path) as im:
+    im.load()  # decode now so truncated files fail here, naming the file
+    mode = im.mode
+    if mode == "P":
+      im = im.convert("RGBA" if "transparency" in im.info else "RGB")
+    elif mode == "PA":
+      im = im.convert("RGBA")
+    elif mode == "1":
+      im = im.convert("L")
+    elif mode in ("CMYK", "YCbCr", "LAB", "HSV"):
+      im = im.convert("RGB")
+    elif mode.startswith("I;16"):
+      return np.asarray(im).astype(np.uint16)
+    elif mode == "I":  # 16-bit grayscale PNGs open as 32-bit integers
+      array = np.asarray(im)
+      if array.min() < 0 or array.max() > 65535:
+        raise SuperTinyError(f"{path}: 32-bit integer images are not supported")
+      return array.astype(np.uint16)
+    elif mode == "F":
+      raise SuperTinyError(f"{path}: floating-point images are not supported (save as 8- or 16-bit)")
+    return np.array(im)
+
+
+def _is_16bit_colour_png(path: Path) -> bool:
+  with open(path, "rb") as f:
+    head = f.read(29)
+  # IHDR follows the signature: length, type, width, height, bit depth (byte 24), colour type (byte 25)
+  return head[:8] == _PNG_SIGNATURE and len(head) >= 26 and head[24] == 16 and head[25] in (2, 4, 6)
+
+
+def _read_png16(path: Path) -> np.ndarray:
+  import png
+
+  try:
+    width, height, rows, info = png.Reader(filename=str(path)).asDirect()
+    array = np.vstack([np.asarray(row, dtype=np.uint16) for row in rows])
+  except png.Error as exc:
+    raise SuperTinyError(f"{path}: not a readable image ({exc})") from exc
+  return array.reshape(height, width, info["planes"])
+
+
+def _read_tiff(path: Path) -> np.ndarray:
+  import tifffile
+
+  try:
+    array = tifffile.imread(path)
+  except (tifffile.TiffFileError, KeyError, IndexError) as exc:
+    raise SuperTinyError(f"{path}: not a readable image ({exc})") from exc
+  if array.dtype not in (np.uint8, np.uint16):
+    raise SuperTinyError(f"{path}: {array.dtype} TIFFs are not supported (8- or 16-bit unsigned only)")
+  if array.ndim == 3 and array.shape[0] < array.shape[2] and array.shape[0] <= 16:
+    array = np.moveaxis(array, 0, -1)  # planar (bands first) -> bands last
+  if array.ndim not in (2, 3):
+    raise SuperTinyError(f"{path}: TIFF with shape {array.shape} is not a single image")
+  return array
+
+
+def write_image(path: str | Path, array: np.ndarray) -> None:
+  """Write an HxWxC uint8/uint16 array atomically (a temporary file renamed into place)."""
+  path = Path(path)
+  if array.ndim == 2:
+    array = array[:, :, None]
+  suffix = path.suffix.lower()
+  fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent or ".")
+  os.close(fd)
+  try:
+    if suffix in (".tif", ".tiff"):
+      import tifffile
+
+      tifffile.imwrite(tmp, array[..., 0] if array.shape[2] == 1 else array)
+    elif array.dtype == np.uint16 and suffix == ".png":
+      import png
+
+      h, w, c = array.shape
+      with open(tmp, "wb") as f:
+        png.Writer(w, h, greyscale=c in (1, 2), alpha=c in (2, 4), bitdepth=16).write_array(f, array.reshape(-1))
+    else:
+      if array.dtype != np.uint8:
+        raise SuperTinyError(f"{path}: {array.dtype} cannot be written as {suffix}; use .png or .tif")
+      mode = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[array.shape[2]]
+      Image.fromarray(array[..., 0] if mode == "L" else array, mode).save(tmp, format=_pillow_format(suffix, path))
+    os.replace(tmp, path)
+  except BaseException:
+    Path(tmp).unlink(missing_ok=True)
+    raise
+
+
+def _pillow_format(suffix: str, path: Path) -> str:
+  formats = {".png": "PNG", ".bmp": "BMP", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".ppm": "PPM"}
+  if suffix not in formats:
+    raise SuperTinyError(f"{path}: unsupported output format {suffix or '(no suffix)'}")
+  return formats[suffix]
+
+
+def to_float(array: np.ndarray) -> np.ndarray:
+  """uint8/uint16 -> float64 in [0, 1]."""
+  return array.astype(np.float64) / np.iinfo(array.dtype).max
+
+
+def from_float(image: np.ndarray, dtype: np.dtype | type) -> np.ndarray:
+  """float in [0, 1] -> rounded, clipped integers of dtype (uint8 or uint16)."""
+  top = np.iinfo(dtype).max
+  return np.clip(np.round(np.asarray(image, dtype=np.float64) * top), 0, top).astype(dtype)
+
+
+def quantize(image: np.ndarray, dtype: np.dtype | type) -> np.ndarray:
+  """Round a float image in [0, 1] to the values representable in dtype, staying float."""
+  return to_float(from_float(image, dtype))

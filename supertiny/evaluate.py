@@ -1,0 +1,115 @@
+"""The benchmark protocol: modcrop, MATLAB-bicubic degradation, super-resolve, PSNR/SSIM on Y with border shave.
+
+Input rules (documented in docs/evaluation.md): alpha is dropped (only colour is scored); 16-bit images are
+degraded and rounded at 16 bits, then scored on 8-bit values like every other image; grayscale images are scored
+on their single channel; sizes that are not multiples of the scale are cropped at the bottom and right.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .data.images import list_images, read_image, to_float
+from .errors import SuperTinyError
+from .infer import upscale_array
+from .metrics import evaluate_pair, gaussian_window
+from .models.registry import SRModel
+from .ops import imresize, modcrop
+
+
+@dataclass
+class ImageScore:
+  name: str
+  psnr: float
+  ssim: float
+
+
+@dataclass
+class DatasetScore:
+  name: str
+  images: list[ImageScore] = field(default_factory=list)
+
+  @property
+  def psnr(self) -> float:
+    return float(np.mean([s.psnr for s in self.images]))
+
+  @property
+  def ssim(self) -> float:
+    return float(np.mean([s.ssim for s in self.images]))
+
+
+def _colour_only(array: np.ndarray, path: Path) -> np.ndarray:
+  bands = array.shape[2]
+  if bands in (2, 4):
+    return array[..., :-1]  # alpha carries no detail to score
+  if bands not in (1, 3):
+    raise SuperTinyError(f"{path}: {bands}-band images can't be scored on Y; evaluate gray or RGB images")
+  return array
+
+
+def min_side(scale: int) -> int:
+  """Smallest HR side the protocol can score: the shave on both borders plus one SSIM window."""
+  return 2 * scale + gaussian_window().size
+
+
+def _check_size(array: np.ndarray, scale: int, path: Path) -> None:
+  h, w = array.shape[:2]
+  if min(h, w) < min_side(scale):
+    raise SuperTinyError(f"{path}: {w}x{h} is too small to evaluate at x{scale} "
+                         f"(needs at least {min_side(scale)} px per side)")
+
+
+def degrade(hr: np.ndarray, scale: int) -> np.ndarray:
+  """The protocol's LR image: MATLAB bicubic downscale of a modcropped integer image, rounded to its dtype."""
+  return imresize(hr, 1.0 / scale)
+
+
+def load_pair(hr_path: Path, scale: int, lr_path: Path | None = None) -> tuple[np.ndarray, np.ndarray]:
+  """(LR, HR) integer arrays for one image: HR modcropped, LR degraded from it or read from lr_path."""
+  hr = _colour_only(read_image(hr_path), hr_path)
+  _check_size(hr, scale, hr_path)
+  hr = modcrop(hr, scale)
+  if lr_path is None:
+    return degrade(hr, scale), hr
+  lr = _colour_only(read_image(lr_path), lr_path)
+  if lr.shape[2] != hr.shape[2]:
+    raise SuperTinyError(f"{lr_path}: {lr.shape[2]} channels but its HR image {hr_path.name} has {hr.shape[2]}")
+  want = (lr.shape[0] * scale, lr.shape[1] * scale)
+  if hr.shape[0] < want[0] or hr.shape[1] < want[1] or hr.shape[0] - want[0] >= scale or hr.shape[1] - want[1] >= scale:
+    raise SuperTinyError(f"{lr_path}: {lr.shape[1]}x{lr.shape[0]} times {scale} does not match its HR image "
+                         f"{hr_path.name} ({hr.shape[1]}x{hr.shape[0]} after modcrop)")
+  return lr, hr[: want[0], : want[1]]
+
+
+def score(sr: np.ndarray, hr: np.ndarray, scale: int, space: str = "y") -> tuple[float, float]:
+  """(PSNR, SSIM) of an integer SR image against its integer HR image."""
+  return evaluate_pair(to_float(sr), to_float(hr), scale, space)
+
+
+def _pair_lr_files(hr_files: list[Path], lr_folder: Path) -> dict[Path, Path]:
+  lr_by_stem = {p.stem: p for p in list_images(lr_folder)}
+  missing = [p.name for p in hr_files if p.stem not in lr_by_stem]
+  if missing:
+    raise SuperTinyError(f"{lr_folder}: no LR image named like {missing[0]}"
+                         + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
+  return {p: lr_by_stem[p.stem] for p in hr_files}
+
+
+def evaluate_folder(model: SRModel, folder: str | Path, scale: int, lr_folder: str | Path | None = None,
+                    space: str = "y", progress: Callable[[str], None] | None = None) -> DatasetScore:
+  """Score `model` on every image of an HR folder (the dataset is named after the folder)."""
+  folder = Path(folder)
+  hr_files = list_images(folder)
+  lr_files = _pair_lr_files(hr_files, Path(lr_folder)) if lr_folder is not None else {}
+  result = DatasetScore(folder.resolve().name)
+  for path in hr_files:
+    lr, hr = load_pair(path, scale, lr_files.get(path))
+    p, s = score(upscale_array(model, lr), hr, scale, space)
+    result.images.append(ImageScore(path.stem, p, s))
+    if progress is not None:
+      progress(path.name)
+  return result

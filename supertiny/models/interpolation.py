@@ -1,0 +1,39 @@
+"""Interpolation baselines (nearest, bilinear, bicubic) behind the model interface: MATLAB imresize on tensors."""
+
+from __future__ import annotations
+
+from tinygrad import Tensor
+
+from ..ops import resize
+from .registry import register
+
+
+class Interpolation:
+  """Upscale by `scale` with one of MATLAB imresize's kernels; no parameters, works on any channel count."""
+
+  method = "bicubic"
+
+  def __init__(self, scale: int, channels: int | None = None):
+    self.scale, self.channels = scale, channels
+    self.name = self.method
+
+  def __call__(self, x: Tensor) -> Tensor:
+    return resize(x, float(self.scale), method=self.method)
+
+  def parameters(self) -> list[Tensor]:
+    return []
+
+
+@register("nearest", "nearest-neighbour interpolation (MATLAB imresize 'nearest')", learned=False)
+class Nearest(Interpolation):
+  method = "nearest"
+
+
+@register("bilinear", "bilinear interpolation (MATLAB imresize 'bilinear')", learned=False)
+class Bilinear(Interpolation):
+  method = "bilinear"
+
+
+@register("bicubic", "bicubic interpolation (MATLAB imresize, a = -0.5): the reference baseline", learned=False)
+class Bicubic(Interpolation):
+  method = "bicubic"

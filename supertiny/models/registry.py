@@ -1,0 +1,60 @@
+"""The model registry: every model, learned or not, is built by name through `create_model`.
+
+A model is a plain object with `__call__(x: Tensor) -> Tensor` taking an NCHW float batch of LR images in [0, 1]
+and returning it `scale` times larger, plus the attributes `name`, `scale` and `channels` (1 = Y channel,
+3 = RGB, None = any number of channels, as the interpolation baselines).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from tinygrad import Tensor
+
+from ..errors import SuperTinyError
+
+
+class SRModel(Protocol):
+  name: str
+  scale: int
+  channels: int | None
+
+  def __call__(self, x: Tensor) -> Tensor: ...
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+  name: str
+  build: Callable[..., SRModel]
+  summary: str
+  scales: tuple[int, ...] | None  # None: any integer scale
+  learned: bool
+
+
+MODELS: dict[str, ModelSpec] = {}
+
+
+def register(name: str, summary: str, scales: tuple[int, ...] | None = None, learned: bool = True):
+  """Class decorator adding a model to the registry under `name`."""
+  def wrap(build: Callable[..., SRModel]) -> Callable[..., SRModel]:
+    if name in MODELS:
+      raise ValueError(f"model {name!r} registered twice")
+    MODELS[name] = ModelSpec(name, build, summary, scales, learned)
+    return build
+  return wrap
+
+
+def create_model(name: str, scale: int = 4, channels: int | None = 3, **options: Any) -> SRModel:
+  """Build the registered model `name` for `scale` and `channels` (1 = Y, 3 = RGB)."""
+  if name not in MODELS:
+    raise SuperTinyError(f"unknown model {name!r}; available: {', '.join(sorted(MODELS))}")
+  spec = MODELS[name]
+  if isinstance(scale, bool) or not isinstance(scale, int) or scale < 1:
+    raise SuperTinyError(f"scale must be a positive integer, got {scale!r}")
+  if spec.scales is not None and scale not in spec.scales:
+    raise SuperTinyError(f"model {name!r} supports scales {', '.join(map(str, spec.scales))}, not {scale}")
+  if channels not in (None, 1, 3):
+    raise SuperTinyError(f"channels must be 1 (Y) or 3 (RGB), got {channels!r}")
+  return spec.build(scale=scale, channels=channels, **options)

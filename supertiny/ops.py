@@ -1,0 +1,203 @@
+"""Tensor and array ops: pixel shuffle, MATLAB-compatible resize, colour conversion, modcrop.
+
+Arrays are numpy images laid out HxWxC (or HxW); tensors are tinygrad NCHW. The resize and colour functions
+come in both flavours and share one definition of the maths, so data preparation (numpy, float64) and models
+that pre-upsample (tinygrad, differentiable) compute the same thing.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from functools import lru_cache
+
+import numpy as np
+from tinygrad import Tensor
+
+# ---------------------------------------------------------------------------------------------------------------
+# Pixel shuffle (sub-pixel convolution), with PyTorch's channel ordering: channel c*r*r + i*r + j of the input
+# becomes pixel (i, j) of the r x r block of output channel c.
+
+
+def pixel_shuffle(x: Tensor, factor: int) -> Tensor:
+  """(N, C*r*r, H, W) -> (N, C, H*r, W*r), as torch.nn.PixelShuffle."""
+  n, c, h, w = x.shape
+  if c % (factor * factor):
+    raise ValueError(f"pixel_shuffle: {c} channels is not a multiple of {factor}^2")
+  out_c = c // (factor * factor)
+  return x.reshape(n, out_c, factor, factor, h, w).permute(0, 1, 4, 2, 5, 3).reshape(n, out_c, h * factor, w * factor)
+
+
+def pixel_unshuffle(x: Tensor, factor: int) -> Tensor:
+  """(N, C, H*r, W*r) -> (N, C*r*r, H, W), as torch.nn.PixelUnshuffle."""
+  n, c, h, w = x.shape
+  if h % factor or w % factor:
+    raise ValueError(f"pixel_unshuffle: size {h}x{w} is not divisible by {factor}")
+  return (x.reshape(n, c, h // factor, factor, w // factor, factor).permute(0, 1, 3, 5, 2, 4)
+          .reshape(n, c * factor * factor, h // factor, w // factor))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Colour: MATLAB rgb2ycbcr / ycbcr2rgb (ITU-R BT.601, studio range), on values in [0, 1].
+
+_RGB_TO_YCBCR = np.array([[65.481, 128.553, 24.966],
+                          [-37.797, -74.203, 112.0],
+                          [112.0, -93.786, -18.214]]) / 255.0
+_YCBCR_OFFSET = np.array([16.0, 128.0, 128.0]) / 255.0
+_YCBCR_TO_RGB = np.linalg.inv(_RGB_TO_YCBCR)
+
+
+def _mix_channels(planes: list, matrix: np.ndarray, offset_in: np.ndarray, offset_out: np.ndarray) -> list:
+  """out_i = sum_j matrix[i, j] * (planes[j] - offset_in[j]) + offset_out[i]; works for arrays and tensors."""
+  shifted = [p - float(o) for p, o in zip(planes, offset_in, strict=True)]
+  return [sum(float(m) * p for m, p in zip(row, shifted, strict=True)) + float(o)
+          for row, o in zip(matrix, offset_out, strict=True)]
+
+
+def rgb_to_ycbcr(image: np.ndarray | Tensor) -> np.ndarray | Tensor:
+  """RGB in [0, 1] -> YCbCr in [0, 1] as MATLAB's rgb2ycbcr on doubles. Arrays: HxWx3; tensors: Nx3xHxW."""
+  return _convert(image, _RGB_TO_YCBCR, np.zeros(3), _YCBCR_OFFSET)
+
+
+def ycbcr_to_rgb(image: np.ndarray | Tensor) -> np.ndarray | Tensor:
+  """Inverse of rgb_to_ycbcr (MATLAB's ycbcr2rgb on doubles); no clipping."""
+  return _convert(image, _YCBCR_TO_RGB, _YCBCR_OFFSET, np.zeros(3))
+
+
+def rgb_to_y(image: np.ndarray | Tensor) -> np.ndarray | Tensor:
+  """Only the luma plane of rgb_to_ycbcr: HxW for arrays, Nx1xHxW for tensors."""
+  planes = _split(image)
+  (y,) = _mix_channels(planes, _RGB_TO_YCBCR[:1], np.zeros(3), _YCBCR_OFFSET[:1])
+  return y if isinstance(image, np.ndarray) else y.unsqueeze(1)
+
+
+def _split(image: np.ndarray | Tensor) -> list:
+  if isinstance(image, np.ndarray):
+    if image.ndim != 3 or image.shape[-1] != 3:
+      raise ValueError(f"expected an HxWx3 array, got shape {image.shape}")
+    return [image[..., i] for i in range(3)]
+  if image.ndim != 4 or image.shape[1] != 3:
+    raise ValueError(f"expected an Nx3xHxW tensor, got shape {image.shape}")
+  return [image[:, i] for i in range(3)]
+
+
+def _convert(image, matrix, offset_in, offset_out):
+  planes = _mix_channels(_split(image), matrix, offset_in, offset_out)
+  return np.stack(planes, axis=-1) if isinstance(image, np.ndarray) else Tensor.stack(*planes, dim=1)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Resize exactly as MATLAB's imresize: for each output pixel a set of input taps and weights along one axis,
+# kernel widened by 1/scale when shrinking (antialiasing), symmetric border handling, and axes processed in
+# order of increasing scale.
+
+
+def _cubic(x: np.ndarray) -> np.ndarray:
+  ax = np.abs(x)
+  ax2, ax3 = ax * ax, ax * ax * ax
+  return ((1.5 * ax3 - 2.5 * ax2 + 1) * (ax <= 1)
+          + (-0.5 * ax3 + 2.5 * ax2 - 4 * ax + 2) * ((ax > 1) & (ax <= 2)))
+
+
+def _triangle(x: np.ndarray) -> np.ndarray:
+  return (x + 1) * ((x >= -1) & (x < 0)) + (1 - x) * ((x >= 0) & (x <= 1))
+
+
+def _box(x: np.ndarray) -> np.ndarray:
+  return ((x >= -0.5) & (x < 0.5)).astype(np.float64)
+
+
+# name -> (kernel, support width, antialias when shrinking); MATLAB never antialiases 'nearest'
+_KERNELS: dict[str, tuple[Callable[[np.ndarray], np.ndarray], float, bool]] = {
+  "bicubic": (_cubic, 4.0, True),
+  "bilinear": (_triangle, 2.0, True),
+  "nearest": (_box, 1.0, False),
+}
+RESIZE_METHODS = tuple(_KERNELS)
+
+
+@lru_cache(maxsize=256)
+def resize_weights(in_len: int, out_len: int, scale: float, method: str = "bicubic") -> tuple[np.ndarray, np.ndarray]:
+  """Taps of a 1-D MATLAB imresize: (weights, indices), each out_len x P; output[i] = sum_k w[i,k] x[idx[i,k]]."""
+  if method not in _KERNELS:
+    raise ValueError(f"unknown resize method {method!r}; choose from {', '.join(RESIZE_METHODS)}")
+  kernel, width, antialias = _KERNELS[method]
+  if scale < 1 and antialias:
+    base = kernel
+    kernel = lambda x: scale * base(scale * x)  # noqa: E731
+    width = width / scale
+  u = np.arange(1, out_len + 1, dtype=np.float64) / scale + 0.5 * (1 - 1 / scale)  # 1-based input coordinate
+  left = np.floor(u - width / 2)
+  taps = int(math.ceil(width)) + 2
+  indices = left[:, None] + np.arange(taps)[None, :]
+  weights = kernel(u[:, None] - indices)
+  weights = weights / weights.sum(axis=1, keepdims=True)
+  mirror = np.concatenate([np.arange(in_len), np.arange(in_len)[::-1]])  # symmetric padding, 0-based
+  indices = mirror[np.mod(indices.astype(np.int64) - 1, 2 * in_len)]
+  used = np.any(weights != 0, axis=0)
+  return weights[:, used], indices[:, used]
+
+
+def resize_matrix(in_len: int, out_len: int, scale: float, method: str = "bicubic") -> np.ndarray:
+  """The same 1-D resize as a dense out_len x in_len matrix (repeated border taps are summed)."""
+  weights, indices = resize_weights(in_len, out_len, scale, method)
+  matrix = np.zeros((out_len, in_len))
+  np.add.at(matrix, (np.repeat(np.arange(out_len), indices.shape[1]), indices.ravel()), weights.ravel())
+  return matrix
+
+
+def _plan(in_size: tuple[int, int], scale: float | tuple[float, float] | None,
+          size: tuple[int, int] | None) -> list[tuple[int, int, int, float]]:
+  """[(axis, in_len, out_len, scale)] in MATLAB's processing order (smallest scale first, rows on ties)."""
+  if (scale is None) == (size is None):
+    raise ValueError("give exactly one of scale and size")
+  if size is not None:
+    out = tuple(int(s) for s in size)
+    scales = tuple(o / i for o, i in zip(out, in_size, strict=True))
+  else:
+    scales = (float(scale), float(scale)) if np.isscalar(scale) else tuple(float(s) for s in scale)
+    if min(scales) <= 0:
+      raise ValueError(f"scale must be positive, got {scale}")
+    out = tuple(int(math.ceil(i * s)) for i, s in zip(in_size, scales, strict=True))
+  if min(out) < 1:
+    raise ValueError(f"resize of {in_size[0]}x{in_size[1]} gives an empty image")
+  order = sorted(range(2), key=lambda a: scales[a])
+  return [(a, in_size[a], out[a], scales[a]) for a in order]
+
+
+def imresize(image: np.ndarray, scale: float | tuple[float, float] | None = None, *,
+             size: tuple[int, int] | None = None, method: str = "bicubic") -> np.ndarray:
+  """MATLAB imresize on a numpy image (HxW or HxWxC), computed in float64.
+
+  Integer images are converted to float, resized, then rounded and clipped back to their dtype, as MATLAB does
+  for uint8/uint16; float images are returned as float64 without clipping.
+  """
+  src = np.asarray(image)
+  out = src.astype(np.float64)
+  for axis, in_len, out_len, s in _plan(src.shape[:2], scale, size):
+    weights, indices = resize_weights(in_len, out_len, s, method)
+    moved = np.moveaxis(out, axis, 0)
+    acc = np.zeros((out_len,) + moved.shape[1:])
+    shape = (out_len,) + (1,) * (moved.ndim - 1)
+    for k in range(weights.shape[1]):  # one tap at a time keeps memory at one output image
+      acc += weights[:, k].reshape(shape) * moved[indices[:, k]]
+    out = np.moveaxis(acc, 0, axis)
+  if np.issubdtype(src.dtype, np.integer):
+    info = np.iinfo(src.dtype)
+    return np.clip(np.round(out), info.min, info.max).astype(src.dtype)
+  return out
+
+
+def resize(x: Tensor, scale: float | tuple[float, float] | None = None, *, size: tuple[int, int] | None = None,
+           method: str = "bicubic") -> Tensor:
+  """MATLAB imresize on an NCHW tensor: two matrix products, differentiable, no rounding or clipping."""
+  for axis, in_len, out_len, s in _plan(tuple(x.shape[2:]), scale, size):
+    matrix = Tensor(resize_matrix(in_len, out_len, s, method).astype(np.float32), device=x.device)
+    x = matrix.matmul(x) if axis == 0 else x.matmul(matrix.T)
+  return x
+
+
+def modcrop(image: np.ndarray, scale: int) -> np.ndarray:
+  """Crop the bottom and right so both sides are multiples of scale (the protocol's first step)."""
+  h, w = image.shape[:2]
+  return image[: h - h % scale, : w - w % scale]
