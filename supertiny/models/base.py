@@ -1,0 +1,55 @@
+"""What every learned model shares: its identity, the BatchNorm/activation option of the paper, parameters."""
+
+from __future__ import annotations
+
+from tinygrad import Tensor, nn
+from tinygrad.nn.state import get_parameters
+
+from .layers import activation, identity
+
+
+class SRNet:
+  """Base of the learned models: `name`, `scale`, `channels` and `receptive_field` (LR pixels; None = global)."""
+
+  name = "model"
+  receptive_field: int | None = None
+
+  def __init__(self, scale: int, channels: int | None):
+    if channels not in (1, 3):
+      channels = 3  # learned models take Y or RGB; a channel-agnostic request gets RGB
+    self.scale, self.channels = scale, channels
+
+  def parameters(self) -> list[Tensor]:
+    return get_parameters(self)
+
+  upsampling_layers: tuple[str, ...] = ()  # what follows `features` (models with an LR-space feature extractor)
+
+  def features(self, x: Tensor) -> Tensor:
+    """LR-space feature maps (models that have them), for other models to reuse as an embedder."""
+    raise NotImplementedError(f"{self.name} has no LR-space feature extractor")
+
+  def as_embedder(self) -> SRNet:
+    """This model without its upsampling layers, so only `features` (and its weights) remain."""
+    if not self.upsampling_layers:
+      raise ValueError(f"{self.name} has no LR-space feature extractor to embed with")
+    for attribute in self.upsampling_layers:
+      delattr(self, attribute)
+    return self
+
+
+class ConvUnit:
+  """Convolution, optional BatchNorm, activation: the paper's intermediate layer."""
+
+  def __init__(self, layer, out_channels: int, act: str, batchnorm: bool = False):
+    self.layer = layer
+    self.bn = nn.BatchNorm2d(out_channels) if batchnorm else None
+    self.act = activation(act, out_channels)
+
+  def __call__(self, x: Tensor) -> Tensor:
+    x = self.layer(x)
+    if self.bn is not None:
+      x = self.bn(x)
+    return self.act(x)
+
+
+__all__ = ["ConvUnit", "SRNet", "identity"]

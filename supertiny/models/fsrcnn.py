@@ -1,0 +1,37 @@
+"""FSRCNN (Dong et al. 2016): shrink, map, expand in LR space, then a 9x9 transposed convolution to HR."""
+
+from __future__ import annotations
+
+import math
+
+from tinygrad import Tensor, nn
+
+from .base import ConvUnit, SRNet
+from .layers import conv
+from .registry import register
+
+
+@register("fsrcnn", "FSRCNN: d=56, s=12, m=4 with PReLU, upsampled by a 9x9 transposed convolution")
+class FSRCNN(SRNet):
+  name = "fsrcnn"
+  upsampling_layers = ("deconv",)
+
+  def __init__(self, scale: int, channels: int | None = 1, d: int = 56, s: int = 12, m: int = 4):
+    super().__init__(scale, channels)
+    self.feature_channels = d
+    self.extract = ConvUnit(conv(self.channels, d, 5), d, "prelu")
+    self.shrink = ConvUnit(conv(d, s, 1), s, "prelu")
+    self.mapping = [ConvUnit(conv(s, s, 3), s, "prelu") for _ in range(m)]
+    self.expand = ConvUnit(conv(s, d, 1), d, "prelu")
+    # (H - 1) * r - 2 * 4 + 9 + (r - 1) = r * H
+    self.deconv = nn.ConvTranspose2d(d, self.channels, 9, stride=scale, padding=4, output_padding=scale - 1)
+    self.receptive_field = 1 + 4 + 2 * m + math.ceil(9 / scale)
+
+  def features(self, x: Tensor) -> Tensor:
+    x = self.shrink(self.extract(x))
+    for layer in self.mapping:
+      x = layer(x)
+    return self.expand(x)
+
+  def __call__(self, x: Tensor) -> Tensor:
+    return self.deconv(self.features(x))

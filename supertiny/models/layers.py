@@ -1,0 +1,62 @@
+"""Small building blocks shared by the model families (attribute names follow torch.nn, so state dicts match)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+from tinygrad import Tensor, nn
+
+ACTIVATIONS = ("relu", "tanh", "prelu", "leaky_relu", "gelu")
+
+
+class PReLU:
+  """Parametric ReLU with one slope per channel (torch.nn.PReLU(num_parameters=channels))."""
+
+  def __init__(self, channels: int, init: float = 0.25):
+    self.weight = Tensor.full((channels,), init)
+
+  def __call__(self, x: Tensor) -> Tensor:
+    slope = self.weight.reshape(1, -1, *([1] * (x.ndim - 2)))
+    return x.relu() - slope * (-x).relu()
+
+
+def activation(name: str, channels: int) -> Callable[[Tensor], Tensor]:
+  """The activation `name`; PReLU carries weights, the others are plain functions."""
+  if name == "relu":
+    return Tensor.relu
+  if name == "tanh":
+    return Tensor.tanh
+  if name == "prelu":
+    return PReLU(channels)
+  if name == "leaky_relu":
+    return lambda x: x.leaky_relu(0.2)
+  if name == "gelu":
+    return lambda x: x.gelu(approximate="none")
+  raise ValueError(f"unknown activation {name!r}; choose from {', '.join(ACTIVATIONS)}")
+
+
+def conv(in_channels: int, out_channels: int, kernel: int, bias: bool = True) -> nn.Conv2d:
+  """Stride-1 convolution with zero padding that keeps the spatial size (odd kernels)."""
+  return nn.Conv2d(in_channels, out_channels, kernel, padding=kernel // 2, bias=bias)
+
+
+def identity(x: Tensor) -> Tensor:
+  return x
+
+
+def lr_span(*hr_kernels: int, scale: int) -> int:
+  """LR pixels spanned by a stack of stride-1 HR convolutions (an upper bound, rounded up)."""
+  return math.ceil(sum(k - 1 for k in hr_kernels) / scale)
+
+
+# An HR pixel of MATLAB bicubic x s depends on at most 4 LR pixels (the kernel's support) per axis
+BICUBIC_TAPS = 4
+
+
+def parameter_count(model) -> int:
+  """Trainable parameters (BatchNorm running statistics and fixed buffers excluded)."""
+  from tinygrad.nn.state import get_state_dict
+
+  skip = ("running_mean", "running_var", "num_batches_tracked")
+  return sum(t.numel() for k, t in get_state_dict(model).items() if not k.endswith(skip) and t.is_param)
