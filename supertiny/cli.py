@@ -1,4 +1,4 @@
-"""The `supertiny` command line: `eval` (the benchmark protocol) and `demo` (the bundled sample)."""
+"""The `supertiny` command line: `eval` (the benchmark protocol), `demo` (the bundled sample), `zoo` (the models)."""
 
 from __future__ import annotations
 
@@ -29,10 +29,44 @@ def _positive_int(text: str) -> int:
   return value
 
 
-def _model(name: str, scale: int):
-  from .models import create_model
+def _model(name: str, scale: int, channels: int | None = None, weights: str | None = None):
+  """A registered model; learned ones need weights (or run with their random initialisation, as a smoke test)."""
+  from .models import MODELS, create_model
+  from .models.weights import load_weights
 
-  return create_model(name, scale=scale, channels=None)
+  learned = name in MODELS and MODELS[name].learned
+  model = create_model(name, scale=scale, channels=channels if learned else None)
+  if weights is not None:
+    if not learned:
+      raise SuperTinyError(f"{weights}: {name} has no weights to load")
+    load_weights(model, weights)
+  elif learned:
+    warnings.warn(f"{name} has no weights given (--weights): its output is from random initialisation", stacklevel=2)
+  return model
+
+
+def cmd_zoo(args: argparse.Namespace) -> int:
+  from .models import MODELS, create_model, parameter_count
+
+  rows = []
+  for name, spec in MODELS.items():
+    scale = args.scale if spec.scales is None or args.scale in spec.scales else spec.scales[0]
+    model = create_model(name, scale=scale, channels=args.channels if spec.learned else None)
+    rows.append({"name": name, "parameters": parameter_count(model), "receptive_field": model.receptive_field,
+                 "scales": list(spec.scales) if spec.scales else "any", "learned": spec.learned,
+                 "channels": model.channels, "scale": scale, "summary": spec.summary})
+  rows.sort(key=lambda r: (r["learned"], r["parameters"]))
+  if args.json:
+    print(json.dumps(rows, indent=2))
+    return 0
+  print(f"{'model':<17} {'params':>10} {'RF (LR px)':>10}  {'scales':<10} summary")
+  for r in rows:
+    rf = "global" if r["receptive_field"] is None else str(r["receptive_field"])
+    scales = "any" if r["scales"] == "any" else ",".join(map(str, r["scales"]))
+    print(f"{r['name']:<17} {r['parameters']:>10,} {rf:>10}  {scales:<10} {r['summary']}")
+  print(f"\nparameters and receptive field at x{args.scale} (or the nearest supported scale), "
+        f"{args.channels} channel(s) for learned models")
+  return 0
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -42,7 +76,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
   if args.lr and len(args.lr) != len(args.dirs):
     raise SuperTinyError(f"--lr given {len(args.lr)} time(s) for {len(args.dirs)} HR folder(s): give one per folder")
-  model = _model(args.model, args.scale)
+  model = _model(args.model, args.scale, args.channels, args.weights)
   results = []
   for i, folder in enumerate(args.dirs):
     lr_folder = args.lr[i] if args.lr else None
@@ -77,7 +111,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
   if args.model == "bicubic":
     warnings.warn("no trained weights ship yet: using the bicubic baseline", stacklevel=1)
-  model = _model(args.model, args.scale)
+  model = _model(args.model, args.scale, args.channels, args.weights)
   lr, hr = load_pair(args.image, args.scale)
   out = Path(args.output)
   out.mkdir(parents=True, exist_ok=True)
@@ -104,6 +138,8 @@ def build_parser() -> argparse.ArgumentParser:
   ev.add_argument("dirs", nargs="+", metavar="DIR", help="folder of HR images")
   ev.add_argument("--model", default="bicubic", help="model name (see `supertiny zoo`) [bicubic]")
   ev.add_argument("--scale", type=_positive_int, required=True, help="upscaling factor")
+  ev.add_argument("--weights", metavar="FILE", help="weights for a learned model (.pth/.pt state dict, .safetensors)")
+  ev.add_argument("--channels", type=int, choices=(1, 3), default=3, help="learned models: 1 = Y, 3 = RGB [3]")
   ev.add_argument("--lr", action="append", metavar="DIR",
                   help="folder of given LR images matched to DIR by file name (once per DIR)")
   ev.add_argument("--space", choices=("y", "rgb"), default="y", help="score on Y (the literature) or RGB [y]")
@@ -115,8 +151,16 @@ def build_parser() -> argparse.ArgumentParser:
   demo.add_argument("image", nargs="?", default=str(SAMPLE), help="HR image [bundled butterfly.png]")
   demo.add_argument("--model", default="bicubic", help="model name [bicubic]")
   demo.add_argument("--scale", type=_positive_int, default=4, help="upscaling factor [4]")
+  demo.add_argument("--weights", metavar="FILE", help="weights for a learned model")
+  demo.add_argument("--channels", type=int, choices=(1, 3), default=3, help="learned models: 1 = Y, 3 = RGB [3]")
   demo.add_argument("-o", "--output", default="supertiny-demo", help="output folder [supertiny-demo]")
   demo.set_defaults(run=cmd_demo)
+
+  zoo = sub.add_parser("zoo", help="list every model with its parameter count, receptive field and scales")
+  zoo.add_argument("--scale", type=_positive_int, default=4, help="scale to size the models for [4]")
+  zoo.add_argument("--channels", type=int, choices=(1, 3), default=3, help="channels of learned models [3]")
+  zoo.add_argument("--json", action="store_true", help="print one JSON document")
+  zoo.set_defaults(run=cmd_zoo)
   return parser
 
 

@@ -12,6 +12,7 @@ class Interpolation:
   """Upscale by `scale` with one of MATLAB imresize's kernels; no parameters, works on any channel count."""
 
   method = "bicubic"
+  receptive_field = 4  # LR pixels per axis that one output pixel can depend on (the kernel's support)
 
   def __init__(self, scale: int, channels: int | None = None):
     self.scale, self.channels = scale, channels
@@ -27,11 +28,13 @@ class Interpolation:
 @register("nearest", "nearest-neighbour interpolation (MATLAB imresize 'nearest')", learned=False)
 class Nearest(Interpolation):
   method = "nearest"
+  receptive_field = 1
 
 
 @register("bilinear", "bilinear interpolation (MATLAB imresize 'bilinear')", learned=False)
 class Bilinear(Interpolation):
   method = "bilinear"
+  receptive_field = 2
 
 
 @register("bicubic", "bicubic interpolation (MATLAB imresize, a = -0.5): the reference baseline", learned=False)

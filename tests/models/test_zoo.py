@@ -95,3 +95,36 @@ def test_swinir_light_parameter_count():
 def test_every_registered_model_is_tested_against_pytorch():
   learned = {name for name, spec in MODELS.items() if spec.learned}
   assert learned == {case[0] for case in CASES}
+
+
+# name, scale, channels, reference, LR input size (larger than the receptive field)
+RF_CASES = [
+  ("single-kernel", 3, 1, lambda: ref.SingleKernel(3, 1), 32),
+  ("transposed-conv", 3, 1, lambda: ref.TransposedConv(3, 1), 32),
+  ("transposed-conv", 2, 1, lambda: ref.TransposedConv(2, 1), 32),
+  ("srcnn", 2, 1, lambda: ref.SRCNN(2, 1), 32),
+  ("espcn", 3, 1, lambda: ref.ESPCN(3, 1), 32),
+  ("fsrcnn", 2, 1, lambda: ref.FSRCNN(2, 1), 32),
+  ("vdsr", 4, 1, lambda: ref.VDSR(4, 1), 32),
+  ("edsr-baseline", 2, 3, lambda: ref.EDSR(2), 96),
+]
+
+
+@pytest.mark.parametrize("name,scale,channels,factory,n", RF_CASES, ids=[f"{c[0]}-x{c[1]}" for c in RF_CASES])
+def test_declared_receptive_field_bounds_the_measured_one(name, scale, channels, factory, n):
+  """The declared receptive field (what tiling overlaps rely on) covers every LR pixel an output pixel depends on,
+  measured from PyTorch gradients over all s x s output phases, and overstates it by at most one pixel."""
+  torch.manual_seed(0)
+  model = factory().eval()
+  x = torch.rand(1, channels, n, n, requires_grad=True)
+  y = model(x)
+  extent = 0
+  for dy in range(scale):
+    for dx in range(scale):
+      x.grad = None
+      y[0, :, (n // 2) * scale + dy, (n // 2) * scale + dx].sum().backward(retain_graph=True)
+      support = x.grad.abs().sum((0, 1))
+      rows, cols = torch.nonzero(support.sum(1)).flatten(), torch.nonzero(support.sum(0)).flatten()
+      extent = max(extent, int(rows.max() - rows.min() + 1), int(cols.max() - cols.min() + 1))
+  declared = create_model(name, scale=scale, channels=channels).receptive_field
+  assert extent <= declared <= extent + 1
