@@ -68,10 +68,16 @@ def degrade(hr: np.ndarray, scale: int) -> np.ndarray:
   return imresize(hr, 1.0 / scale)
 
 
-def load_pair(hr_path: Path, scale: int, lr_path: Path | None = None) -> tuple[np.ndarray, np.ndarray]:
-  """(LR, HR) integer arrays for one image: HR modcropped, LR degraded from it or read from lr_path."""
+def load_pair(hr_path: Path, scale: int, lr_path: Path | None = None,
+              check_size: bool = True) -> tuple[np.ndarray, np.ndarray]:
+  """(LR, HR) integer arrays for one image: HR modcropped, LR degraded from it or read from lr_path.
+
+  `check_size` refuses images too small to score (training pairs only need to be at least one LR pixel)."""
   hr = _colour_only(read_image(hr_path), hr_path)
-  _check_size(hr, scale, hr_path)
+  if check_size:
+    _check_size(hr, scale, hr_path)
+  elif min(hr.shape[:2]) < scale:
+    raise SuperTinyError(f"{hr_path}: {hr.shape[1]}x{hr.shape[0]} is smaller than the scale {scale}")
   hr = modcrop(hr, scale)
   if lr_path is None:
     return degrade(hr, scale), hr

@@ -1,6 +1,10 @@
+import os
 from pathlib import Path
 
 import pytest
+
+# The suite targets the CPU backend unless the caller picks a device (DEV=CUDA on a GPU machine)
+os.environ.setdefault("DEV", "CPU")
 
 ASSETS = Path(__file__).parent / "assets"
 
@@ -9,3 +13,12 @@ ASSETS = Path(__file__).parent / "assets"
 def assets() -> Path:
   """Set5 and Set14, bundled with the tests (see assets/SOURCES.md)."""
   return ASSETS
+
+
+@pytest.fixture(autouse=True)
+def fresh_random_state():
+  """Reset tinygrad's RNG before each test. Lazily initialised weights chain their random-counter updates through
+  one global tensor; without a reset, a test that realizes weights pays for every model earlier tests created."""
+  from tinygrad import Tensor
+
+  Tensor.manual_seed(0)

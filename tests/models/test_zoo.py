@@ -8,6 +8,7 @@ import pytest
 import torch
 import torch_reference as ref
 from tinygrad import Tensor
+from tinygrad.nn.state import get_state_dict
 
 from supertiny.models import MODELS, create_model, parameter_count
 from supertiny.models.weights import load_weights
@@ -128,3 +129,18 @@ def test_declared_receptive_field_bounds_the_measured_one(name, scale, channels,
       extent = max(extent, int(rows.max() - rows.min() + 1), int(cols.max() - cols.min() + 1))
   declared = create_model(name, scale=scale, channels=channels).receptive_field
   assert extent <= declared <= extent + 1
+
+
+def test_conv_transformer_embedder_swaps_in_another_models_features():
+  model = create_model("conv-transformer", scale=2, channels=1, embedder="espcn", depth=1)
+  names = set(get_state_dict(model))
+  assert "backbone.extract.layer.weight" in names and not any(n.startswith("backbone.subpixel") for n in names)
+  assert model.embed.weight.shape[1] == 32  # ESPCN's feature channels feed the patch embedder
+  Tensor.realize(*model.parameters())
+  x = Tensor(np.random.default_rng(0).random((1, 1, 9, 10), dtype=np.float32))
+  out = model(x)
+  assert out.shape == (1, 1, 18, 20)
+  out.square().mean().backward()
+  assert float(model.backbone.extract.layer.weight.grad.abs().sum().item()) > 0
+  with pytest.raises(ValueError, match="no LR-space feature extractor"):
+    create_model("conv-transformer", scale=2, channels=1, embedder="srcnn")

@@ -1,0 +1,118 @@
+"""Training data: HR folders degraded on the fly (once per image and scale), paired LR/HR folders, and a
+deterministic patch sampler whose batch for step k depends only on (seed, k), so a resumed run sees exactly the
+batches an uninterrupted one would, and a background thread can prepare them ahead of the training step.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import SuperTinyError
+from ..evaluate import degrade, load_pair
+from ..ops import modcrop, rgb_to_y
+from .images import list_images, read_image, to_float
+
+
+@dataclass
+class Pair:
+  """One training image: LR and HR as float32 HxWxC in [0, 1], HR exactly `scale` times LR."""
+  name: str
+  lr: np.ndarray
+  hr: np.ndarray
+
+
+def _to_channels(image: np.ndarray, channels: int, path: Path) -> np.ndarray:
+  """Float HxWxC -> the model's input space: 1 = Y (MATLAB rgb2ycbcr), 3 = RGB."""
+  bands = image.shape[2]
+  if bands in (2, 4):
+    image, bands = image[..., :-1], bands - 1
+  if channels == 1:
+    return image if bands == 1 else rgb_to_y(image)[..., None]
+  if bands == 1:
+    return np.repeat(image, 3, axis=2)
+  if bands != 3:
+    raise SuperTinyError(f"{path}: {bands} bands cannot train a {channels}-channel model")
+  return image
+
+
+def load_hr_folders(folders: Sequence[str | Path], scale: int, channels: int) -> list[Pair]:
+  """Every image of the folders, modcropped and degraded with MATLAB bicubic (computed once here)."""
+  pairs = []
+  for folder in folders:
+    for path in list_images(folder):
+      hr = modcrop(read_image(path), scale)
+      if min(hr.shape[:2]) < scale:
+        raise SuperTinyError(f"{path}: {hr.shape[1]}x{hr.shape[0]} is smaller than the scale {scale}")
+      lr = degrade(hr, scale)
+      pairs.append(Pair(path.stem, _to_channels(to_float(lr), channels, path).astype(np.float32),
+                        _to_channels(to_float(hr), channels, path).astype(np.float32)))
+  return pairs
+
+
+def load_paired_folders(lr_folder: str | Path, hr_folder: str | Path, scale: int, channels: int) -> list[Pair]:
+  """Given LR/HR pairs matched by file name; sizes must agree with the scale (HR may exceed it by a modcrop)."""
+  lr_by_stem = {p.stem: p for p in list_images(lr_folder)}
+  pairs = []
+  for hr_path in list_images(hr_folder):
+    if hr_path.stem not in lr_by_stem:
+      raise SuperTinyError(f"{hr_path}: no LR image with the same name in {lr_folder}")
+    lr, hr = load_pair(hr_path, scale, lr_by_stem[hr_path.stem], check_size=False)
+    pairs.append(Pair(hr_path.stem, _to_channels(to_float(lr), channels, hr_path).astype(np.float32),
+                      _to_channels(to_float(hr), channels, hr_path).astype(np.float32)))
+  return pairs
+
+
+class PatchSampler:
+  """Random aligned LR/HR patches with flips and 90-degree rotations; batch k is a function of (seed, k)."""
+
+  def __init__(self, pairs: list[Pair], scale: int, patch: int, batch: int, seed: int = 0, augment: bool = True):
+    usable = [p for p in pairs if min(p.lr.shape[:2]) >= patch]
+    if not usable:
+      raise SuperTinyError(f"no training image is at least {patch} LR pixels on each side (patch size {patch})")
+    self.pairs, self.scale, self.patch, self.batch, self.seed, self.augment = usable, scale, patch, batch, seed, augment
+
+  def batch_at(self, step: int) -> tuple[np.ndarray, np.ndarray]:
+    """(LR, HR) float32 NCHW batches for training step `step`."""
+    rng = np.random.default_rng([self.seed, step])
+    p, s = self.patch, self.scale
+    lrs, hrs = [], []
+    for index in rng.integers(0, len(self.pairs), self.batch):
+      pair = self.pairs[index]
+      y = int(rng.integers(0, pair.lr.shape[0] - p + 1))
+      x = int(rng.integers(0, pair.lr.shape[1] - p + 1))
+      lr = pair.lr[y: y + p, x: x + p]
+      hr = pair.hr[y * s: (y + p) * s, x * s: (x + p) * s]
+      if self.augment:
+        flip, turns = bool(rng.integers(2)), int(rng.integers(4))
+        if flip:
+          lr, hr = lr[:, ::-1], hr[:, ::-1]
+        lr, hr = np.rot90(lr, turns), np.rot90(hr, turns)
+      lrs.append(lr.transpose(2, 0, 1))
+      hrs.append(hr.transpose(2, 0, 1))
+    return np.ascontiguousarray(np.stack(lrs)), np.ascontiguousarray(np.stack(hrs))
+
+  def prefetch(self, start: int, stop: int, depth: int = 8) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+    """Yield (step, LR, HR) for start <= step < stop, prepared by a background thread `depth` steps ahead."""
+    ready: queue.Queue = queue.Queue(maxsize=depth)
+    halt = threading.Event()
+
+    def produce() -> None:
+      for step in range(start, stop):
+        if halt.is_set():
+          return
+        ready.put((step, *self.batch_at(step)))
+      ready.put(None)
+
+    worker = threading.Thread(target=produce, daemon=True)
+    worker.start()
+    try:
+      while (item := ready.get()) is not None:
+        yield item
+    finally:
+      halt.set()

@@ -1,0 +1,58 @@
+"""Training data: degradation matches the evaluation protocol, patches stay aligned, and batches are a pure
+function of (seed, step) so resumed runs see the same data."""
+
+import numpy as np
+import pytest
+
+from supertiny.data.datasets import PatchSampler, load_hr_folders, load_paired_folders
+from supertiny.data.images import read_image, to_float, write_image
+from supertiny.errors import SuperTinyError
+from supertiny.evaluate import degrade
+from supertiny.ops import imresize, modcrop, rgb_to_y
+
+
+def test_hr_folder_pairs_follow_the_protocol(assets):
+  pairs = load_hr_folders([assets / "Set5"], scale=3, channels=1)
+  bird = next(p for p in pairs if p.name == "bird")
+  hr = modcrop(read_image(assets / "Set5" / "bird.png"), 3)
+  np.testing.assert_allclose(bird.hr[..., 0], rgb_to_y(to_float(hr)), atol=1e-6)
+  np.testing.assert_allclose(bird.lr[..., 0], rgb_to_y(to_float(degrade(hr, 3))), atol=1e-6)
+  assert bird.lr.shape == (96, 96, 1) and bird.hr.shape == (288, 288, 1) and bird.lr.dtype == np.float32
+
+
+def test_paired_folders_match_by_name_and_check_sizes(tmp_path, assets):
+  (tmp_path / "hr").mkdir()
+  (tmp_path / "lr").mkdir()
+  hr = read_image(assets / "Set5" / "head.png")
+  write_image(tmp_path / "hr" / "head.png", hr)
+  write_image(tmp_path / "lr" / "head.png", imresize(hr, 1 / 4))
+  (pair,) = load_paired_folders(tmp_path / "lr", tmp_path / "hr", scale=4, channels=3)
+  assert pair.hr.shape == (280, 280, 3) and pair.lr.shape == (70, 70, 3)
+  with pytest.raises(SuperTinyError, match="does not match"):
+    load_paired_folders(tmp_path / "lr", tmp_path / "hr", scale=2, channels=3)
+  write_image(tmp_path / "hr" / "extra.png", hr)
+  with pytest.raises(SuperTinyError, match="extra.png: no LR image"):
+    load_paired_folders(tmp_path / "lr", tmp_path / "hr", scale=4, channels=3)
+
+
+def test_patches_are_aligned_augmented_and_deterministic(assets):
+  pairs = load_hr_folders([assets / "Set5"], scale=2, channels=3)
+  sampler = PatchSampler(pairs, scale=2, patch=12, batch=8, seed=3)
+  lr, hr = sampler.batch_at(17)
+  assert lr.shape == (8, 3, 12, 12) and hr.shape == (8, 3, 24, 24)
+  # alignment: every LR patch is the 2x2 box average of its HR patch up to the bicubic blur
+  box = hr.reshape(8, 3, 12, 2, 12, 2).mean(axis=(3, 5))
+  assert np.abs(box - lr).mean() < 0.03
+  again_lr, again_hr = PatchSampler(pairs, scale=2, patch=12, batch=8, seed=3).batch_at(17)
+  np.testing.assert_array_equal(lr, again_lr)
+  np.testing.assert_array_equal(hr, again_hr)
+  assert not np.array_equal(lr, sampler.batch_at(18)[0])
+  prefetched = list(sampler.prefetch(15, 19))
+  assert [s for s, _, _ in prefetched] == [15, 16, 17, 18]
+  np.testing.assert_array_equal(prefetched[2][1], lr)
+
+
+def test_patch_larger_than_every_image_is_refused(assets):
+  pairs = load_hr_folders([assets / "Set5"], scale=4, channels=1)
+  with pytest.raises(SuperTinyError, match="patch size 200"):
+    PatchSampler(pairs, scale=4, patch=200, batch=2)
