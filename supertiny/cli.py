@@ -34,6 +34,13 @@ def _model(name: str, scale: int, channels: int | None = None, weights: str | No
   from .models import MODELS, create_model
   from .models.weights import load_weights
 
+  if name not in MODELS and (name.endswith(".safetensors") or Path(name).is_file()):
+    from .checkpoint import model_from_checkpoint
+
+    model, meta = model_from_checkpoint(name)
+    if model.scale != scale:
+      raise SuperTinyError(f"{name}: the checkpoint is for x{model.scale}, not x{scale}")
+    return model
   learned = name in MODELS and MODELS[name].learned
   model = create_model(name, scale=scale, channels=channels if learned else None)
   if weights is not None:
@@ -43,6 +50,28 @@ def _model(name: str, scale: int, channels: int | None = None, weights: str | No
   elif learned:
     warnings.warn(f"{name} has no weights given (--weights): its output is from random initialisation", stacklevel=2)
   return model
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+  from .train import TrainConfig, load_config, train
+
+  values = load_config(args.config) if args.config else {}
+  for key in ("model", "scale", "train", "train_lr", "val", "steps", "batch", "patch", "lr", "loss", "optimizer",
+              "schedule", "warmup", "clip", "seed", "val_every", "save_every"):
+    given = getattr(args, key)
+    if given is not None:
+      values[key] = given
+  if args.channels is not None:
+    values["channels"] = {"y": 1, "rgb": 3}[args.channels]
+  for required in ("model", "scale", "train"):
+    if required not in values:
+      raise SuperTinyError(f"--{required} is required (on the command line or in --config)")
+  config = TrainConfig.from_dict(values, args.config or "command line")
+  summary = train(config, args.out, resume=args.resume)
+  best = f"best Y PSNR {summary['best_psnr']:.2f} dB" if summary["best_psnr"] > -1e9 else "no validation set"
+  print(f"trained {config.model} x{config.scale} for {summary['step']} steps in {summary['seconds']:.0f} s; {best}; "
+        f"checkpoints in {args.out}")
+  return 0
 
 
 def cmd_zoo(args: argparse.Namespace) -> int:
@@ -136,7 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
                                   "modcropped, degraded with MATLAB bicubic, super-resolved and scored with "
                                   "PSNR/SSIM on the Y channel with a border shave of SCALE pixels.")
   ev.add_argument("dirs", nargs="+", metavar="DIR", help="folder of HR images")
-  ev.add_argument("--model", default="bicubic", help="model name (see `supertiny zoo`) [bicubic]")
+  ev.add_argument("--model", default="bicubic", help="model name (see `supertiny zoo`) or checkpoint file [bicubic]")
   ev.add_argument("--scale", type=_positive_int, required=True, help="upscaling factor")
   ev.add_argument("--weights", metavar="FILE", help="weights for a learned model (.pth/.pt state dict, .safetensors)")
   ev.add_argument("--channels", type=int, choices=(1, 3), default=3, help="learned models: 1 = Y, 3 = RGB [3]")
@@ -155,6 +184,30 @@ def build_parser() -> argparse.ArgumentParser:
   demo.add_argument("--channels", type=int, choices=(1, 3), default=3, help="learned models: 1 = Y, 3 = RGB [3]")
   demo.add_argument("-o", "--output", default="supertiny-demo", help="output folder [supertiny-demo]")
   demo.set_defaults(run=cmd_demo)
+
+  tr = sub.add_parser("train", help="train a model (resumable); writes checkpoints and metrics.csv to --out")
+  tr.add_argument("--config", help="TOML recipe (configs/*.toml); command-line options override it")
+  tr.add_argument("--model", help="model name")
+  tr.add_argument("--scale", type=_positive_int)
+  tr.add_argument("--channels", choices=("y", "rgb"), help="train on the Y channel or RGB [y]")
+  tr.add_argument("--train", nargs="+", metavar="DIR", help="HR training folders (degraded on the fly)")
+  tr.add_argument("--train-lr", dest="train_lr", metavar="DIR", help="given LR images for a single --train folder")
+  tr.add_argument("--val", metavar="DIR", help="HR validation folder, scored by the eval protocol")
+  tr.add_argument("--steps", type=_positive_int)
+  tr.add_argument("--batch", type=_positive_int)
+  tr.add_argument("--patch", type=_positive_int, help="LR patch side")
+  tr.add_argument("--lr", type=float, help="learning rate")
+  tr.add_argument("--loss", choices=("l1", "l2", "charbonnier"))
+  tr.add_argument("--optimizer", choices=("adam", "adamw"))
+  tr.add_argument("--schedule", choices=("constant", "step", "cosine"))
+  tr.add_argument("--warmup", type=int)
+  tr.add_argument("--clip", type=float, help="clip the gradients' global norm (0 = off)")
+  tr.add_argument("--seed", type=int)
+  tr.add_argument("--val-every", dest="val_every", type=_positive_int)
+  tr.add_argument("--save-every", dest="save_every", type=_positive_int)
+  tr.add_argument("--out", required=True, metavar="RUN_DIR", help="run folder")
+  tr.add_argument("--resume", action="store_true", help="continue the run in --out from last.safetensors")
+  tr.set_defaults(run=cmd_train)
 
   zoo = sub.add_parser("zoo", help="list every model with its parameter count, receptive field and scales")
   zoo.add_argument("--scale", type=_positive_int, default=4, help="scale to size the models for [4]")

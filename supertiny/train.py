@@ -1,12 +1,20 @@
-"""Training building blocks: losses and the jitted optimisation step."""
+"""Training: losses, learning-rate schedules, the jitted step (with global-norm gradient clipping) and the
+resumable loop that writes checkpoints and metrics into a run folder."""
 
 from __future__ import annotations
 
+import csv
+import math
+import time
 from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
 
-from tinygrad import Context, Tensor, TinyJit
-from tinygrad.nn.optim import Optimizer
+from tinygrad import Context, Tensor, TinyJit, dtypes
+from tinygrad.nn.optim import LAMB, Adam, AdamW, Optimizer
 
+from .errors import SuperTinyError
 from .models.registry import SRModel
 
 
@@ -25,26 +33,283 @@ def charbonnier_loss(sr: Tensor, hr: Tensor, eps: float = 1e-3) -> Tensor:
 LOSSES: dict[str, Callable[[Tensor, Tensor], Tensor]] = {"l1": l1_loss, "l2": l2_loss, "charbonnier": charbonnier_loss}
 
 
-def make_train_step(model: SRModel, optimizer: Optimizer, loss: str = "l1") -> Callable[[Tensor, Tensor], Tensor]:
-  """A jitted step: forward, loss, backward, optimizer update; returns the (realized) loss.
+def training() -> Context:
+  """tinygrad's training mode (there is no Tensor.train in tinygrad 0.14)."""
+  return Context(TRAINING=1)
 
-  Call it under `Context(TRAINING=1)` (see `training`) so BatchNorm uses batch statistics.
-  """
+
+def make_train_step(model: SRModel, optimizer: Optimizer, loss: str = "l1",
+                    clip: float = 0.0) -> Callable[..., Tensor]:
+  """A jitted step `step(lr_images, hr_images[, learning_rate])`: forward, loss, backward, optional clipping of the
+  gradients' global norm to `clip`, optimizer update. Returns the realized loss. Call it under `training()`."""
   if loss not in LOSSES:
     raise ValueError(f"unknown loss {loss!r}; choose from {', '.join(LOSSES)}")
   loss_fn = LOSSES[loss]
 
   @TinyJit
-  def step(lr: Tensor, hr: Tensor) -> Tensor:
+  def step(lr: Tensor, hr: Tensor, learning_rate: Tensor | None = None) -> Tensor:
+    if learning_rate is not None:
+      optimizer.lr.assign(learning_rate)
     optimizer.zero_grad()
     value = loss_fn(model(lr), hr)
     value.backward()
-    optimizer.step()
-    return value.realize()
+    if clip > 0:
+      grads = [p.grad for p in optimizer.params if p.grad is not None]
+      norm = Tensor.stack(*[g.float().square().sum() for g in grads]).sum().sqrt()
+      factor = (clip / (norm + 1e-6)).minimum(1.0)
+      for p in optimizer.params:
+        if p.grad is not None:
+          p.grad = p.grad * factor
+    # one schedule: the loss is read before the optimizer overwrites the weights it was computed from
+    Tensor.realize(value, *optimizer.schedule_step())
+    return value
 
   return step
 
 
-def training() -> Context:
-  """tinygrad's training mode (there is no Tensor.train in tinygrad 0.14)."""
-  return Context(TRAINING=1)
+# ---------------------------------------------------------------------------------------------------------------
+
+@dataclass
+class TrainConfig:
+  """A training recipe; `configs/*.toml` hold these fields."""
+  model: str
+  scale: int
+  train: list[str]
+  channels: int = 1
+  options: dict[str, Any] = field(default_factory=dict)
+  train_lr: str | None = None   # folder of given LR images for a single `train` HR folder (paired mode)
+  val: str | None = None
+  steps: int = 2000
+  batch: int = 16
+  patch: int = 17               # LR patch side
+  lr: float = 1e-3
+  optimizer: str = "adam"       # adam | adamw
+  weight_decay: float = 0.0
+  schedule: str = "constant"    # constant | step | cosine
+  warmup: int = 0               # linear warm-up steps
+  decay_every: int = 1000       # step schedule: multiply by gamma every this many steps
+  gamma: float = 0.5
+  min_lr: float = 0.0           # cosine floor
+  clip: float = 0.0             # global gradient-norm clip; 0 = off (the paper used 1.0)
+  loss: str = "l1"
+  augment: bool = True
+  seed: int = 0
+  val_every: int = 500
+  save_every: int = 100
+
+  @classmethod
+  def from_dict(cls, values: dict[str, Any], source: str = "config") -> TrainConfig:
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+      raise SuperTinyError(f"{source}: unknown setting(s) {', '.join(unknown)}")
+    try:
+      config = cls(**values)
+    except TypeError as exc:
+      raise SuperTinyError(f"{source}: {exc}") from exc
+    config.check(source)
+    return config
+
+  def check(self, source: str = "config") -> None:
+    problems = []
+    if self.loss not in LOSSES:
+      problems.append(f"loss must be one of {', '.join(LOSSES)}")
+    if self.optimizer not in ("adam", "adamw"):
+      problems.append("optimizer must be adam or adamw")
+    if self.schedule not in ("constant", "step", "cosine"):
+      problems.append("schedule must be constant, step or cosine")
+    if self.channels not in (1, 3):
+      problems.append("channels must be 1 (Y) or 3 (RGB)")
+    for name in ("steps", "batch", "patch", "val_every", "save_every", "scale"):
+      if getattr(self, name) < 1:
+        problems.append(f"{name} must be at least 1")
+    if self.lr <= 0:
+      problems.append("lr must be positive")
+    if problems:
+      raise SuperTinyError(f"{source}: {'; '.join(problems)}")
+
+
+def learning_rate(config: TrainConfig, step: int) -> float:
+  """The learning rate for (0-based) step `step`."""
+  if config.warmup and step < config.warmup:
+    return config.lr * (step + 1) / config.warmup
+  if config.schedule == "step":
+    return config.lr * config.gamma ** (step // config.decay_every)
+  if config.schedule == "cosine":
+    span = max(1, config.steps - config.warmup)
+    progress = min(1.0, (step - config.warmup) / span)
+    return config.min_lr + 0.5 * (config.lr - config.min_lr) * (1 + math.cos(math.pi * progress))
+  return config.lr
+
+
+def make_optimizer(config: TrainConfig, params: list[Tensor]) -> LAMB:
+  if config.optimizer == "adamw":
+    return AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+  return Adam(params, lr=config.lr)
+
+
+def optimizer_state(optimizer: LAMB) -> dict[str, Tensor]:
+  state = {"b1_t": optimizer.b1_t, "b2_t": optimizer.b2_t}
+  state.update({f"m.{i}": t for i, t in enumerate(optimizer.m)})
+  state.update({f"v.{i}": t for i, t in enumerate(optimizer.v)})
+  return state
+
+
+def restore_optimizer(optimizer: LAMB, state: dict[str, Tensor], source: str) -> None:
+  targets = optimizer_state(optimizer)
+  if set(targets) != set(state):
+    raise SuperTinyError(f"{source}: optimizer state does not fit this model/optimizer")
+  for key, target in targets.items():
+    target.assign(state[key].to(target.device).cast(target.dtype)).realize()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+
+CSV_FIELDS = ["step", "loss", "lr", "val_psnr", "val_ssim", "seconds"]
+
+
+class Run:
+  """A run folder: last.safetensors, best.safetensors, metrics.csv, config.json."""
+
+  def __init__(self, folder: str | Path):
+    self.folder = Path(folder)
+    self.last, self.best = self.folder / "last.safetensors", self.folder / "best.safetensors"
+    self.metrics = self.folder / "metrics.csv"
+
+  def rows(self) -> list[dict[str, str]]:
+    if not self.metrics.exists():
+      return []
+    with open(self.metrics, newline="") as f:
+      return list(csv.DictReader(f))
+
+  def keep_rows_before(self, step: int) -> None:
+    """On resume, drop rows logged after the checkpoint (they will be logged again)."""
+    rows = [r for r in self.rows() if int(r["step"]) <= step]
+    self._write(rows)
+
+  def append(self, row: dict[str, Any]) -> None:
+    new = not self.metrics.exists()
+    with open(self.metrics, "a", newline="") as f:
+      writer = csv.DictWriter(f, CSV_FIELDS)
+      if new:
+        writer.writeheader()
+      writer.writerow({k: row.get(k, "") for k in CSV_FIELDS})
+
+  def _write(self, rows: list[dict[str, Any]]) -> None:
+    tmp = self.metrics.with_suffix(".tmp")
+    with open(tmp, "w", newline="") as f:
+      writer = csv.DictWriter(f, CSV_FIELDS)
+      writer.writeheader()
+      writer.writerows(rows)
+    tmp.replace(self.metrics)
+
+
+def train(config: TrainConfig, out: str | Path, resume: bool = False,
+          report: Callable[[str], None] = print, progress: bool = True) -> dict[str, Any]:
+  """Run (or resume) training; returns {"step", "best_psnr", "best_ssim", "seconds"}."""
+  from tqdm import tqdm
+
+  from .checkpoint import optimizer_tensors, read_checkpoint, save_checkpoint
+  from .data.datasets import PatchSampler, load_hr_folders, load_paired_folders
+  from .evaluate import evaluate_folder
+  from .models import create_model
+  from .models.weights import load_weights
+
+  run = Run(out)
+  if run.last.exists() and not resume:
+    raise SuperTinyError(f"{run.folder}: already holds a run (last.safetensors); pass --resume or choose another --out")
+  run.folder.mkdir(parents=True, exist_ok=True)
+
+  if config.train_lr is not None:
+    if len(config.train) != 1:
+      raise SuperTinyError("paired training (train_lr) takes exactly one HR folder in train")
+    pairs = load_paired_folders(config.train_lr, config.train[0], config.scale, config.channels)
+  else:
+    pairs = load_hr_folders(config.train, config.scale, config.channels)
+  sampler = PatchSampler(pairs, config.scale, config.patch, config.batch, config.seed, config.augment)
+
+  Tensor.manual_seed(config.seed)
+  model = create_model(config.model, scale=config.scale, channels=config.channels, **config.options)
+  optimizer = make_optimizer(config, model.parameters())
+  start, best = 0, {"psnr": -math.inf, "ssim": 0.0}
+  if resume and run.last.exists():
+    meta, tensors = read_checkpoint(run.last)
+    load_weights(model, {k.removeprefix("model/"): v.numpy() for k, v in tensors.items() if k.startswith("model/")})
+    restore_optimizer(optimizer, optimizer_tensors(tensors), str(run.last))
+    start = int(meta["step"])
+    best = meta.get("best", best)
+    run.keep_rows_before(start)
+    report(f"resumed {run.last} at step {start}")
+  Tensor.realize(*model.parameters())
+  step_fn = make_train_step(model, optimizer, config.loss, config.clip)
+  meta_base = {"options": config.options, "config": asdict(config)}
+
+  def save(path: Path, step: int, val: dict | None = None) -> None:
+    state = optimizer_state(optimizer)
+    # a finite loss can hide overflowed weights or Adam moments: never overwrite a good checkpoint with them
+    finite = Tensor.stack(*[t.float().isfinite().all() for t in [*model.parameters(), *state.values()]]).all()
+    if not finite.item():
+      kept = f"; the last good checkpoint {run.last} is kept" if run.last.exists() else ""
+      raise SuperTinyError(f"weights or optimizer state became non-finite by step {step}: stopped{kept}. "
+                           "Try a lower --lr or --clip 1")
+    save_checkpoint(path, model, {**meta_base, "step": step, "best": best, "val": val}, state)
+
+  def validate(step: int) -> dict[str, float] | None:
+    if config.val is None:
+      return None
+    scores = evaluate_folder(model, config.val, config.scale)
+    return {"psnr": scores.psnr, "ssim": scores.ssim}
+
+  began, done = time.time(), start
+  bar = tqdm(total=config.steps, initial=start, unit="step", disable=not progress, dynamic_ncols=True)
+  try:
+    for step, lr_batch, hr_batch in sampler.prefetch(start, config.steps):
+      rate = learning_rate(config, step)
+      with training():
+        loss = step_fn(Tensor(lr_batch), Tensor(hr_batch), Tensor([rate], dtype=dtypes.float32)).item()
+      if not math.isfinite(loss):
+        kept = f"; the last good checkpoint {run.last} (step {done}) is kept" if run.last.exists() else ""
+        raise SuperTinyError(f"loss became {loss} at step {step + 1}: stopped{kept}. Try a lower --lr or --clip 1")
+      done = step + 1
+      row: dict[str, Any] = {"step": done, "loss": f"{loss:.6g}", "lr": f"{rate:.6g}",
+                             "seconds": f"{time.time() - began:.1f}"}
+      if done % config.val_every == 0 or done == config.steps:
+        val = validate(done)
+        if val is not None:
+          row.update(val_psnr=f"{val['psnr']:.4f}", val_ssim=f"{val['ssim']:.5f}")
+          if val["psnr"] > best["psnr"]:
+            best = {"psnr": val["psnr"], "ssim": val["ssim"], "step": done}
+            save(run.best, done, val)
+          bar.set_postfix(loss=f"{loss:.4f}", psnr=f"{val['psnr']:.2f}")
+      run.append(row)
+      if done % config.save_every == 0 or done == config.steps:
+        save(run.last, done)
+      if done % 10 == 0:
+        bar.set_postfix(loss=f"{loss:.4f}", best=f"{best['psnr']:.2f}", refresh=False)
+      bar.update(1)
+  except KeyboardInterrupt:
+    save(run.last, done)
+    bar.close()
+    report(f"interrupted: saved {run.last} at step {done}; continue with --resume")
+    raise
+  bar.close()
+  if not run.best.exists():
+    save(run.best, done)  # no validation set: the last weights are the best we know
+  return {"step": done, "best_psnr": best["psnr"], "best_ssim": best["ssim"], "seconds": time.time() - began}
+
+
+def load_config(path: str | Path) -> dict[str, Any]:
+  """A TOML recipe as a dict of TrainConfig fields."""
+  import tomllib
+
+  path = Path(path)
+  try:
+    with open(path, "rb") as f:
+      return tomllib.load(f)
+  except FileNotFoundError:
+    raise SuperTinyError(f"{path}: no such config file") from None
+  except tomllib.TOMLDecodeError as exc:
+    raise SuperTinyError(f"{path}: not valid TOML ({exc})") from exc
+
+
+__all__ = ["LOSSES", "TrainConfig", "learning_rate", "load_config", "make_train_step", "train", "training"]

@@ -1,0 +1,69 @@
+"""Checkpoints: one safetensors file with the model weights, the optimizer state and, in its metadata, everything
+needed to rebuild the model (name, scale, channels, options) plus the training config, step and validation scores.
+Writes are atomic: a temporary file in the same folder renamed over the old one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from tinygrad import Tensor
+from tinygrad.nn.state import get_state_dict, safe_load, safe_load_metadata, safe_save
+
+from .errors import SuperTinyError
+from .models import create_model
+from .models.weights import load_weights
+
+FORMAT = "supertiny-checkpoint-1"
+META_KEY = "supertiny"
+
+
+def save_checkpoint(path: str | Path, model: Any, meta: dict[str, Any], optimizer_state: dict[str, Tensor] | None = None
+                    ) -> None:
+  """Write model weights (`model/...`), optimizer state (`optimizer/...`) and metadata atomically."""
+  path = Path(path)
+  tensors = {f"model/{k}": v for k, v in get_state_dict(model).items()}
+  tensors.update({f"optimizer/{k}": v for k, v in (optimizer_state or {}).items()})
+  header = {"format": FORMAT, "model": model.name, "scale": model.scale, "channels": model.channels, **meta}
+  fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+  os.close(fd)
+  try:
+    safe_save(tensors, tmp, metadata={META_KEY: json.dumps(header)})
+    os.chmod(tmp, 0o644)  # mkstemp makes it private; a checkpoint is an ordinary file
+    os.replace(tmp, path)
+  except BaseException:
+    Path(tmp).unlink(missing_ok=True)
+    raise
+
+
+def read_checkpoint(path: str | Path) -> tuple[dict[str, Any], dict[str, Tensor]]:
+  """(metadata, tensors) of a SuperTiny checkpoint; a one-line error if the file is not one."""
+  path = Path(path)
+  if not path.is_file():
+    raise SuperTinyError(f"{path}: no such checkpoint file")
+  try:
+    _, _, header = safe_load_metadata(str(path))
+    meta = json.loads(header.get("__metadata__", {}).get(META_KEY, "{}"))
+    tensors = safe_load(str(path))
+  except (ValueError, KeyError, OSError, json.JSONDecodeError) as exc:
+    raise SuperTinyError(f"{path}: not a readable safetensors checkpoint ({exc})") from exc
+  if meta.get("format") != FORMAT:
+    raise SuperTinyError(f"{path}: not a SuperTiny checkpoint (no '{META_KEY}' metadata)")
+  return meta, tensors
+
+
+def model_from_checkpoint(path: str | Path) -> tuple[Any, dict[str, Any]]:
+  """Rebuild the model a checkpoint describes and load its weights; returns (model, metadata)."""
+  meta, tensors = read_checkpoint(path)
+  model = create_model(meta["model"], scale=int(meta["scale"]), channels=meta["channels"], **meta.get("options", {}))
+  weights = {k.removeprefix("model/"): v.numpy() for k, v in tensors.items() if k.startswith("model/")}
+  load_weights(model, weights)
+  return model, meta
+
+
+def optimizer_tensors(meta_tensors: dict[str, Tensor]) -> dict[str, Tensor]:
+  return {k.removeprefix("optimizer/"): v for k, v in meta_tensors.items() if k.startswith("optimizer/")}

@@ -1,0 +1,101 @@
+"""The training loop: schedules, checkpoints that rebuild their model, exact resume after SIGKILL, NaN stop."""
+
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from supertiny.checkpoint import model_from_checkpoint, read_checkpoint
+from supertiny.errors import SuperTinyError
+from supertiny.train import TrainConfig, learning_rate, train
+
+
+def test_learning_rate_schedules():
+  base = {"model": "espcn", "scale": 2, "train": ["x"], "lr": 1e-3, "steps": 100}
+  warm = TrainConfig.from_dict({**base, "warmup": 10})
+  assert learning_rate(warm, 0) == pytest.approx(1e-4) and learning_rate(warm, 9) == pytest.approx(1e-3)
+  stepped = TrainConfig.from_dict({**base, "schedule": "step", "decay_every": 30, "gamma": 0.1})
+  assert learning_rate(stepped, 29) == pytest.approx(1e-3) and learning_rate(stepped, 30) == pytest.approx(1e-4)
+  cosine = TrainConfig.from_dict({**base, "schedule": "cosine", "min_lr": 1e-5})
+  assert learning_rate(cosine, 0) == pytest.approx(1e-3)
+  assert learning_rate(cosine, 50) == pytest.approx(1e-5 + 0.5 * (1e-3 - 1e-5))
+  assert learning_rate(cosine, 100) == pytest.approx(1e-5)
+
+
+def test_config_errors_are_one_line():
+  with pytest.raises(SuperTinyError, match="unknown setting"):
+    TrainConfig.from_dict({"model": "espcn", "scale": 2, "train": ["x"], "stepz": 3})
+  with pytest.raises(SuperTinyError, match="loss must be one of"):
+    TrainConfig.from_dict({"model": "espcn", "scale": 2, "train": ["x"], "loss": "l3"})
+
+
+def _config(assets: Path, **overrides) -> dict:
+  values = {"model": "single-kernel", "scale": 2, "channels": 1, "train": [str(assets / "Set5")],
+            "val": str(assets / "Set5"), "steps": 8, "batch": 2, "patch": 8, "save_every": 2, "val_every": 4,
+            "lr": 1e-3}
+  values.update(overrides)
+  return values
+
+
+def test_checkpoint_rebuilds_the_model_and_scores(tmp_path, assets):
+  summary = train(TrainConfig.from_dict(_config(assets)), tmp_path / "run", progress=False, report=lambda _: None)
+  assert summary["step"] == 8 and math.isfinite(summary["best_psnr"])
+  meta, tensors = read_checkpoint(tmp_path / "run" / "best.safetensors")
+  assert meta["model"] == "single-kernel" and meta["scale"] == 2 and meta["channels"] == 1
+  assert meta["val"]["psnr"] == pytest.approx(summary["best_psnr"])
+  model, _ = model_from_checkpoint(tmp_path / "run" / "best.safetensors")
+  np.testing.assert_array_equal(model.conv.weight.numpy(), tensors["model/conv.weight"].numpy())
+  rows = (tmp_path / "run" / "metrics.csv").read_text().splitlines()
+  assert rows[0].startswith("step,loss") and len(rows) == 9
+  with pytest.raises(SuperTinyError, match="already holds a run"):
+    train(TrainConfig.from_dict(_config(assets)), tmp_path / "run", progress=False)
+
+
+def _cli(*args: str) -> list[str]:
+  return [sys.executable, "-m", "supertiny", "train", *args]
+
+
+def test_sigkill_then_resume_equals_an_uninterrupted_run(tmp_path, assets):
+  common = ["--model", "single-kernel", "--scale", "2", "--channels", "y", "--train", str(assets / "Set5"),
+            "--steps", "200", "--batch", "16", "--patch", "32", "--save-every", "20", "--val-every", "1000"]
+  env = {**os.environ, "DEV": "CPU"}
+  subprocess.run(_cli(*common, "--out", str(tmp_path / "whole")), check=True, env=env, capture_output=True)
+
+  victim = subprocess.Popen(_cli(*common, "--out", str(tmp_path / "cut")), env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+  last = tmp_path / "cut" / "last.safetensors"
+  deadline = time.time() + 300
+  while time.time() < deadline and victim.poll() is None:
+    if last.exists() and read_checkpoint(last)[0]["step"] >= 60:
+      break
+    time.sleep(0.05)
+  os.kill(victim.pid, signal.SIGKILL)
+  victim.wait()
+  killed_at = read_checkpoint(last)[0]["step"]
+  assert 60 <= killed_at < 200, "the run finished before it could be killed; make it longer"
+
+  done = subprocess.run(_cli(*common, "--out", str(tmp_path / "cut"), "--resume"), env=env, capture_output=True,
+                        text=True)
+  assert done.returncode == 0, done.stderr
+  whole = read_checkpoint(tmp_path / "whole" / "last.safetensors")[1]
+  resumed = read_checkpoint(last)[1]
+  assert set(whole) == set(resumed)
+  for key in whole:
+    np.testing.assert_allclose(resumed[key].numpy(), whole[key].numpy(), rtol=1e-6, atol=1e-7, err_msg=key)
+  steps = [int(line.split(",")[0]) for line in (tmp_path / "cut" / "metrics.csv").read_text().splitlines()[1:]]
+  assert steps == list(range(1, 201))
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, assets):
+  config = TrainConfig.from_dict(_config(assets, lr=1e30, loss="l2", save_every=1, val=None))
+  with pytest.raises(SuperTinyError, match="(loss became|non-finite).* kept"):
+    train(config, tmp_path / "run", progress=False)
+  meta, tensors = read_checkpoint(tmp_path / "run" / "last.safetensors")
+  assert all(np.isfinite(t.numpy()).all() for t in tensors.values())
+  assert meta["step"] >= 1
