@@ -169,7 +169,7 @@ CSV_FIELDS = ["step", "loss", "lr", "val_psnr", "val_ssim", "seconds"]
 
 
 class Run:
-  """A run folder: last.safetensors, best.safetensors, metrics.csv, config.json."""
+  """A run folder: last.safetensors, best.safetensors, metrics.csv, curves.png."""
 
   def __init__(self, folder: str | Path):
     self.folder = Path(folder)
@@ -194,6 +194,36 @@ class Run:
       if new:
         writer.writeheader()
       writer.writerow({k: row.get(k, "") for k in CSV_FIELDS})
+
+  def plot(self) -> Path:
+    """curves.png: training loss (and its running mean) and validation PSNR against step."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    rows = self.rows()
+    steps = np.array([int(r["step"]) for r in rows])
+    loss = np.array([float(r["loss"]) for r in rows])
+    val = [(int(r["step"]), float(r["val_psnr"])) for r in rows if r.get("val_psnr")]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6))
+    left.plot(steps, loss, color="0.75", linewidth=0.8, label="loss")
+    if len(loss) >= 20:
+      window = max(5, len(loss) // 50)
+      left.plot(steps[window - 1:], np.convolve(loss, np.ones(window) / window, "valid"), label=f"mean of {window}")
+    left.set(xlabel="step", ylabel="training loss", yscale="log")
+    left.legend()
+    if val:
+      right.plot(*zip(*val, strict=True), marker="o")
+    right.set(xlabel="step", ylabel="validation PSNR (Y, dB)")
+    fig.tight_layout()
+    out = self.folder / "curves.png"
+    tmp = self.folder / ".curves.png.tmp"
+    fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+    tmp.replace(out)
+    return out
 
   def _write(self, rows: list[dict[str, Any]]) -> None:
     tmp = self.metrics.with_suffix(".tmp")
@@ -273,15 +303,16 @@ def train(config: TrainConfig, out: str | Path, resume: bool = False,
       done = step + 1
       row: dict[str, Any] = {"step": done, "loss": f"{loss:.6g}", "lr": f"{rate:.6g}",
                              "seconds": f"{time.time() - began:.1f}"}
-      if done % config.val_every == 0 or done == config.steps:
-        val = validate(done)
-        if val is not None:
-          row.update(val_psnr=f"{val['psnr']:.4f}", val_ssim=f"{val['ssim']:.5f}")
-          if val["psnr"] > best["psnr"]:
-            best = {"psnr": val["psnr"], "ssim": val["ssim"], "step": done}
-            save(run.best, done, val)
-          bar.set_postfix(loss=f"{loss:.4f}", psnr=f"{val['psnr']:.2f}")
+      val = validate(done) if done % config.val_every == 0 or done == config.steps else None
+      if val is not None:
+        row.update(val_psnr=f"{val['psnr']:.4f}", val_ssim=f"{val['ssim']:.5f}")
+        if val["psnr"] > best["psnr"]:
+          best = {"psnr": val["psnr"], "ssim": val["ssim"], "step": done}
+          save(run.best, done, val)
+        bar.set_postfix(loss=f"{loss:.4f}", psnr=f"{val['psnr']:.2f}")
       run.append(row)
+      if val is not None:
+        run.plot()
       if done % config.save_every == 0 or done == config.steps:
         save(run.last, done)
       if done % 10 == 0:
@@ -293,6 +324,7 @@ def train(config: TrainConfig, out: str | Path, resume: bool = False,
     report(f"interrupted: saved {run.last} at step {done}; continue with --resume")
     raise
   bar.close()
+  run.plot()
   if not run.best.exists():
     save(run.best, done)  # no validation set: the last weights are the best we know
   return {"step": done, "best_psnr": best["psnr"], "best_ssim": best["ssim"], "seconds": time.time() - began}

@@ -53,6 +53,8 @@ def test_checkpoint_rebuilds_the_model_and_scores(tmp_path, assets):
   np.testing.assert_array_equal(model.conv.weight.numpy(), tensors["model/conv.weight"].numpy())
   rows = (tmp_path / "run" / "metrics.csv").read_text().splitlines()
   assert rows[0].startswith("step,loss") and len(rows) == 9
+  assert sum(1 for r in rows[1:] if r.split(",")[3]) == 2  # validated at steps 4 and 8
+  assert (tmp_path / "run" / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
   with pytest.raises(SuperTinyError, match="already holds a run"):
     train(TrainConfig.from_dict(_config(assets)), tmp_path / "run", progress=False)
 
