@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import csv
 import math
+import signal
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
@@ -292,8 +294,13 @@ def train(config: TrainConfig, out: str | Path, resume: bool = False,
 
   began, done = time.time(), start
   bar = tqdm(total=config.steps, initial=start, unit="step", disable=not progress, dynamic_ncols=True)
+  # Ctrl-C only raises a flag, checked between steps, so the checkpoint never holds a half-applied update
+  stop = threading.Event()
+  previous = signal.signal(signal.SIGINT, lambda *_: stop.set()) if _in_main_thread() else None
   try:
     for step, lr_batch, hr_batch in sampler.prefetch(start, config.steps):
+      if stop.is_set():
+        raise KeyboardInterrupt
       rate = learning_rate(config, step)
       with training():
         loss = step_fn(Tensor(lr_batch), Tensor(hr_batch), Tensor([rate], dtype=dtypes.float32)).item()
@@ -323,11 +330,18 @@ def train(config: TrainConfig, out: str | Path, resume: bool = False,
     bar.close()
     report(f"interrupted: saved {run.last} at step {done}; continue with --resume")
     raise
+  finally:
+    if previous is not None:
+      signal.signal(signal.SIGINT, previous)
   bar.close()
   run.plot()
   if not run.best.exists():
     save(run.best, done)  # no validation set: the last weights are the best we know
   return {"step": done, "best_psnr": best["psnr"], "best_ssim": best["ssim"], "seconds": time.time() - began}
+
+
+def _in_main_thread() -> bool:
+  return threading.current_thread() is threading.main_thread()
 
 
 def load_config(path: str | Path) -> dict[str, Any]:

@@ -101,3 +101,24 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, assets):
   meta, tensors = read_checkpoint(tmp_path / "run" / "last.safetensors")
   assert all(np.isfinite(t.numpy()).all() for t in tensors.values())
   assert meta["step"] >= 1
+
+
+def test_ctrl_c_saves_between_steps_and_exits_130(tmp_path, assets):
+  args = ["--model", "single-kernel", "--scale", "2", "--channels", "y", "--train", str(assets / "Set5"),
+          "--steps", "100000", "--batch", "16", "--patch", "32", "--save-every", "20", "--val-every", "100000",
+          "--out", str(tmp_path / "run")]
+  run = subprocess.Popen(_cli(*args), env={**os.environ, "DEV": "CPU"}, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+  metrics = tmp_path / "run" / "metrics.csv"
+  deadline = time.time() + 300
+  while time.time() < deadline and run.poll() is None:
+    if metrics.exists() and len(metrics.read_text().splitlines()) > 30:
+      break
+    time.sleep(0.05)
+  run.send_signal(signal.SIGINT)
+  out, err = run.communicate(timeout=120)
+  assert run.returncode == 130, err
+  assert "interrupted: saved" in out and "Traceback" not in err
+  saved = read_checkpoint(tmp_path / "run" / "last.safetensors")[0]["step"]
+  logged = int(metrics.read_text().splitlines()[-1].split(",")[0])
+  assert saved == logged >= 30  # the checkpoint holds exactly the steps that were logged
