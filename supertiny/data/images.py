@@ -172,7 +172,3 @@ def from_float(image: np.ndarray, dtype: np.dtype | type) -> np.ndarray:
   top = np.iinfo(dtype).max
   return np.clip(np.round(np.asarray(image, dtype=np.float64) * top), 0, top).astype(dtype)
 
-
-def quantize(image: np.ndarray, dtype: np.dtype | type) -> np.ndarray:
-  """Round a float image in [0, 1] to the values representable in dtype, staying float."""
-  return to_float(from_float(image, dtype))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from tinygrad import Tensor, nn
 from tinygrad.nn.state import get_parameters
 
-from .layers import activation, identity
+from .layers import activation
 
 
 class SRNet:
@@ -52,4 +52,4 @@ class ConvUnit:
     return self.act(x)
 
 
-__all__ = ["ConvUnit", "SRNet", "identity"]
+__all__ = ["ConvUnit", "SRNet"]

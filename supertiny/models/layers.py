@@ -41,10 +41,6 @@ def conv(in_channels: int, out_channels: int, kernel: int, bias: bool = True) ->
   return nn.Conv2d(in_channels, out_channels, kernel, padding=kernel // 2, bias=bias)
 
 
-def identity(x: Tensor) -> Tensor:
-  return x
-
-
 def lr_span(*hr_kernels: int, scale: int) -> int:
   """LR pixels spanned by a stack of stride-1 HR convolutions (an upper bound, rounded up)."""
   return math.ceil(sum(k - 1 for k in hr_kernels) / scale)
