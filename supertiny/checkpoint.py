@@ -60,10 +60,10 @@ def model_from_checkpoint(path: str | Path) -> tuple[Any, dict[str, Any]]:
   """Rebuild the model a checkpoint describes and load its weights; returns (model, metadata)."""
   meta, tensors = read_checkpoint(path)
   model = create_model(meta["model"], scale=int(meta["scale"]), channels=meta["channels"], **meta.get("options", {}))
-  weights = {k.removeprefix("model/"): v.numpy() for k, v in tensors.items() if k.startswith("model/")}
-  load_weights(model, weights)
+  load_weights(model, {k: v.numpy() for k, v in section(tensors, "model").items()})
   return model, meta
 
 
-def optimizer_tensors(meta_tensors: dict[str, Tensor]) -> dict[str, Tensor]:
-  return {k.removeprefix("optimizer/"): v for k, v in meta_tensors.items() if k.startswith("optimizer/")}
+def section(tensors: dict[str, Tensor], name: str) -> dict[str, Tensor]:
+  """The `model` or `optimizer` part of a checkpoint's tensors, with the prefix removed."""
+  return {k.removeprefix(f"{name}/"): v for k, v in tensors.items() if k.startswith(f"{name}/")}

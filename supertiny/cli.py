@@ -37,7 +37,7 @@ def _model(name: str, scale: int, channels: int | None = None, weights: str | No
   if name not in MODELS and (name.endswith(".safetensors") or Path(name).is_file()):
     from .checkpoint import model_from_checkpoint
 
-    model, meta = model_from_checkpoint(name)
+    model, _ = model_from_checkpoint(name)
     if model.scale != scale:
       raise SuperTinyError(f"{name}: the checkpoint is for x{model.scale}, not x{scale}")
     return model

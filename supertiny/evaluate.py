@@ -45,9 +45,9 @@ class DatasetScore:
 def _colour_only(array: np.ndarray, path: Path) -> np.ndarray:
   bands = array.shape[2]
   if bands in (2, 4):
-    return array[..., :-1]  # alpha carries no detail to score
+    return array[..., :-1]  # alpha carries no detail to score or learn
   if bands not in (1, 3):
-    raise SuperTinyError(f"{path}: {bands}-band images can't be scored on Y; evaluate gray or RGB images")
+    raise SuperTinyError(f"{path}: {bands}-band images are not supported here (Y needs gray or RGB images)")
   return array
 
 
@@ -96,11 +96,12 @@ def score(sr: np.ndarray, hr: np.ndarray, scale: int, space: str = "y") -> tuple
   return evaluate_pair(to_float(sr), to_float(hr), scale, space)
 
 
-def _pair_lr_files(hr_files: list[Path], lr_folder: Path) -> dict[Path, Path]:
+def match_lr_files(hr_files: list[Path], lr_folder: str | Path) -> dict[Path, Path]:
+  """HR file -> the LR file of the same name (suffix aside) in lr_folder; every HR file must have one."""
   lr_by_stem = {p.stem: p for p in list_images(lr_folder)}
-  missing = [p.name for p in hr_files if p.stem not in lr_by_stem]
+  missing = [p for p in hr_files if p.stem not in lr_by_stem]
   if missing:
-    raise SuperTinyError(f"{lr_folder}: no LR image named like {missing[0]}"
+    raise SuperTinyError(f"{missing[0]}: no LR image with the same name in {lr_folder}"
                          + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
   return {p: lr_by_stem[p.stem] for p in hr_files}
 
@@ -110,7 +111,7 @@ def evaluate_folder(model: SRModel, folder: str | Path, scale: int, lr_folder: s
   """Score `model` on every image of an HR folder (the dataset is named after the folder)."""
   folder = Path(folder)
   hr_files = list_images(folder)
-  lr_files = _pair_lr_files(hr_files, Path(lr_folder)) if lr_folder is not None else {}
+  lr_files = match_lr_files(hr_files, lr_folder) if lr_folder is not None else {}
   result = DatasetScore(folder.resolve().name)
   for path in hr_files:
     lr, hr = load_pair(path, scale, lr_files.get(path))

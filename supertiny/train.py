@@ -241,7 +241,7 @@ def train(config: TrainConfig, out: str | Path, resume: bool = False,
   """Run (or resume) training; returns {"step", "best_psnr", "best_ssim", "seconds"}."""
   from tqdm import tqdm
 
-  from .checkpoint import optimizer_tensors, read_checkpoint, save_checkpoint
+  from .checkpoint import read_checkpoint, save_checkpoint, section
   from .data.datasets import PatchSampler, load_hr_folders, load_paired_folders
   from .evaluate import evaluate_folder
   from .models import create_model
@@ -266,8 +266,8 @@ def train(config: TrainConfig, out: str | Path, resume: bool = False,
   start, best = 0, {"psnr": -math.inf, "ssim": 0.0}
   if resume and run.last.exists():
     meta, tensors = read_checkpoint(run.last)
-    load_weights(model, {k.removeprefix("model/"): v.numpy() for k, v in tensors.items() if k.startswith("model/")})
-    restore_optimizer(optimizer, optimizer_tensors(tensors), str(run.last))
+    load_weights(model, {k: v.numpy() for k, v in section(tensors, "model").items()})
+    restore_optimizer(optimizer, section(tensors, "optimizer"), str(run.last))
     start = int(meta["step"])
     best = meta.get("best", best)
     run.keep_rows_before(start)

@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import SuperTinyError
-from ..evaluate import degrade, load_pair
-from ..ops import modcrop, rgb_to_y
-from .images import list_images, read_image, to_float
+from ..evaluate import load_pair, match_lr_files
+from ..ops import rgb_to_y
+from .images import list_images, to_float
 
 
 @dataclass
@@ -27,45 +27,31 @@ class Pair:
   hr: np.ndarray
 
 
-def _to_channels(image: np.ndarray, channels: int, path: Path) -> np.ndarray:
-  """Float HxWxC -> the model's input space: 1 = Y (MATLAB rgb2ycbcr), 3 = RGB."""
-  bands = image.shape[2]
-  if bands in (2, 4):
-    image, bands = image[..., :-1], bands - 1
-  if channels == 1:
-    return image if bands == 1 else rgb_to_y(image)[..., None]
-  if bands == 1:
-    return np.repeat(image, 3, axis=2)
-  if bands != 3:
-    raise SuperTinyError(f"{path}: {bands} bands cannot train a {channels}-channel model")
-  return image
+def _to_channels(image: np.ndarray, channels: int) -> np.ndarray:
+  """Gray or RGB integer image -> float32 in the model's input space: 1 = Y (MATLAB rgb2ycbcr), 3 = RGB."""
+  image = to_float(image)
+  if channels == 1 and image.shape[2] == 3:
+    image = rgb_to_y(image)[..., None]
+  elif channels == 3 and image.shape[2] == 1:
+    image = np.repeat(image, 3, axis=2)
+  return image.astype(np.float32)
+
+
+def _load(hr_path: Path, scale: int, channels: int, lr_path: Path | None = None) -> Pair:
+  # load_pair drops alpha, refuses other band counts, modcrops and degrades exactly as evaluation does
+  lr, hr = load_pair(hr_path, scale, lr_path, check_size=False)
+  return Pair(hr_path.stem, _to_channels(lr, channels), _to_channels(hr, channels))
 
 
 def load_hr_folders(folders: Sequence[str | Path], scale: int, channels: int) -> list[Pair]:
   """Every image of the folders, modcropped and degraded with MATLAB bicubic (computed once here)."""
-  pairs = []
-  for folder in folders:
-    for path in list_images(folder):
-      hr = modcrop(read_image(path), scale)
-      if min(hr.shape[:2]) < scale:
-        raise SuperTinyError(f"{path}: {hr.shape[1]}x{hr.shape[0]} is smaller than the scale {scale}")
-      lr = degrade(hr, scale)
-      pairs.append(Pair(path.stem, _to_channels(to_float(lr), channels, path).astype(np.float32),
-                        _to_channels(to_float(hr), channels, path).astype(np.float32)))
-  return pairs
+  return [_load(path, scale, channels) for folder in folders for path in list_images(folder)]
 
 
 def load_paired_folders(lr_folder: str | Path, hr_folder: str | Path, scale: int, channels: int) -> list[Pair]:
   """Given LR/HR pairs matched by file name; sizes must agree with the scale (HR may exceed it by a modcrop)."""
-  lr_by_stem = {p.stem: p for p in list_images(lr_folder)}
-  pairs = []
-  for hr_path in list_images(hr_folder):
-    if hr_path.stem not in lr_by_stem:
-      raise SuperTinyError(f"{hr_path}: no LR image with the same name in {lr_folder}")
-    lr, hr = load_pair(hr_path, scale, lr_by_stem[hr_path.stem], check_size=False)
-    pairs.append(Pair(hr_path.stem, _to_channels(to_float(lr), channels, hr_path).astype(np.float32),
-                      _to_channels(to_float(hr), channels, hr_path).astype(np.float32)))
-  return pairs
+  hr_files = list_images(hr_folder)
+  return [_load(hr, scale, channels, lr) for hr, lr in match_lr_files(hr_files, lr_folder).items()]
 
 
 class PatchSampler:

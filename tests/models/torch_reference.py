@@ -19,6 +19,15 @@ def symmetric_pad(x: torch.Tensor, p: int) -> torch.Tensor:
   return torch.cat([x[..., :p, :].flip(-2), x, x[..., -p:, :].flip(-2)], dim=-2)
 
 
+def mirror_pad_to(x: torch.Tensor, height: int, width: int) -> torch.Tensor:
+  """Extend bottom and right by flipping (edge included), as SwinIR's test script pads."""
+  while x.shape[2] < height:
+    x = torch.cat([x, x.flip(2)], 2)
+  while x.shape[3] < width:
+    x = torch.cat([x, x.flip(3)], 3)
+  return x[:, :, :height, :width]
+
+
 def matlab_bicubic_up(x: torch.Tensor, scale: int) -> torch.Tensor:
   """MATLAB imresize bicubic upscaling: PyTorch's a = -0.5 bicubic on a symmetric-padded image, cropped."""
   p = 4
@@ -284,11 +293,7 @@ class SwinIRLight(nn.Module):
   def forward(self, x):
     h, w = x.shape[-2:]
     hp, wp = (h // self.window + 1) * self.window, (w // self.window + 1) * self.window
-    while x.shape[2] < hp:
-      x = torch.cat([x, x.flip(2)], 2)
-    while x.shape[3] < wp:
-      x = torch.cat([x, x.flip(3)], 3)
-    x = x[:, :, :hp, :wp] - self.mean
+    x = mirror_pad_to(x, hp, wp) - self.mean
     shallow = self.conv_first(x)
     t = self.patch_embed.norm(shallow.flatten(2).transpose(1, 2))
     for layer in self.layers:
@@ -318,12 +323,7 @@ class ConvTransformer(nn.Module):
     h, w = x.shape[-2:]
     p = self.patch
     hp, wp = -(-h // p) * p, -(-w // p) * p
-    padded = x
-    while padded.shape[2] < hp:
-      padded = torch.cat([padded, padded.flip(2)], 2)
-    while padded.shape[3] < wp:
-      padded = torch.cat([padded, padded.flip(3)], 3)
-    g = self.embed(padded[:, :, :hp, :wp])
+    g = self.embed(mirror_pad_to(x, hp, wp))
     g = g + self.position(g)
     t = g.flatten(2).transpose(1, 2)
     for blk in self.blocks:
