@@ -67,3 +67,11 @@ def model_from_checkpoint(path: str | Path) -> tuple[Any, dict[str, Any]]:
 def section(tensors: dict[str, Tensor], name: str) -> dict[str, Tensor]:
   """The `model` or `optimizer` part of a checkpoint's tensors, with the prefix removed."""
   return {k.removeprefix(f"{name}/"): v for k, v in tensors.items() if k.startswith(f"{name}/")}
+
+
+def export_weights(source: str | Path, target: str | Path) -> dict[str, Any]:
+  """Copy a checkpoint keeping the model weights and metadata, dropping the optimizer state; returns the metadata."""
+  model, meta = model_from_checkpoint(source)
+  keep = {k: v for k, v in meta.items() if k not in ("format", "model", "scale", "channels")}
+  save_checkpoint(target, model, keep)
+  return meta

@@ -29,27 +29,72 @@ def _positive_int(text: str) -> int:
   return value
 
 
-def _model(name: str, scale: int, channels: int | None = None, weights: str | None = None):
-  """A registered model; learned ones need weights (or run with their random initialisation, as a smoke test)."""
-  from .models import MODELS, create_model
-  from .models.weights import load_weights
+def _model(name: str | None, scale: int | None, channels: int | None = None, weights: str | None = None):
+  from .models.pretrained import load_model
 
-  if name not in MODELS and (name.endswith(".safetensors") or Path(name).is_file()):
-    from .checkpoint import model_from_checkpoint
+  return load_model(name, scale, channels, weights)
 
-    model, _ = model_from_checkpoint(name)
-    if model.scale != scale:
-      raise SuperTinyError(f"{name}: the checkpoint is for x{model.scale}, not x{scale}")
-    return model
-  learned = name in MODELS and MODELS[name].learned
-  model = create_model(name, scale=scale, channels=channels if learned else None)
-  if weights is not None:
-    if not learned:
-      raise SuperTinyError(f"{weights}: {name} has no weights to load")
-    load_weights(model, weights)
-  elif learned:
-    warnings.warn(f"{name} has no weights given (--weights): its output is from random initialisation", stacklevel=2)
-  return model
+
+def _outputs(inputs: list[str], out: str) -> list[tuple[Path, Path]]:
+  """(source, target) pairs: files and the images of folders; OUT is a file for a single input file whose name has
+  an image suffix, else a folder where each output keeps its input's name."""
+  from .data.images import IMAGE_SUFFIXES, list_images
+
+  target = Path(out)
+  sources: list[Path] = []
+  for given in map(Path, inputs):
+    sources.extend(list_images(given) if given.is_dir() else [given])
+  if len(inputs) == 1 and not Path(inputs[0]).is_dir() and target.suffix.lower() in IMAGE_SUFFIXES:
+    return [(sources[0], target)]
+  names = [p.name for p in sources]
+  twice = sorted({n for n in names if names.count(n) > 1})
+  if twice:
+    raise SuperTinyError(f"{twice[0]}: several inputs share this name and would overwrite each other in {target}")
+  return [(p, target / p.name) for p in sources]
+
+
+def cmd_upscale(args: argparse.Namespace) -> int:
+  from tqdm import tqdm
+
+  from .upscaling import upscale_file
+
+  model = _model(args.model, args.scale, args.channels, args.weights)
+  pairs = _outputs(args.inputs, args.output)
+  if len(pairs) > 1 or pairs[0][1].parent != Path(args.output).parent:
+    Path(args.output).mkdir(parents=True, exist_ok=True)
+  failed = 0
+  show = sys.stderr.isatty()
+  with tqdm(total=len(pairs), unit="file", disable=not show or len(pairs) == 1) as files:
+    for source, target in pairs:
+      with tqdm(desc=source.name, unit="tile", leave=False, disable=not show) as tiles:
+        def on_tile(done: int, total: int, bar=tiles) -> None:
+          bar.total = total
+          bar.update(done - bar.n)
+
+        try:
+          result = upscale_file(model, source, target, args.tile, args.tile_overlap, args.overwrite, on_tile)
+        except SuperTinyError as exc:
+          print(f"supertiny: error: {exc}", file=sys.stderr)
+          failed += 1
+          files.update()
+          continue
+      h, w, c = result.pixels.shape
+      tqdm.write(f"{source} -> {target} ({w}x{h}, {c} band{'s' if c > 1 else ''}, {result.pixels.dtype}, "
+                 f"{model.name} x{model.scale})")
+      files.update()
+  if failed:
+    print(f"supertiny: {failed} of {len(pairs)} file(s) failed", file=sys.stderr)
+    return 1
+  return 0
+
+
+def _device_list(text: str) -> list[str]:
+  """--devices: a count (the first N devices of the default backend) or names separated by commas."""
+  from tinygrad import Device
+
+  if text.isdigit():
+    return [f"{Device.DEFAULT}:{i}" for i in range(int(text))]
+  return [name.strip() for name in text.split(",") if name.strip()]
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -63,6 +108,10 @@ def cmd_train(args: argparse.Namespace) -> int:
       values[key] = given
   if args.channels is not None:
     values["channels"] = {"y": 1, "rgb": 3}[args.channels]
+  if args.devices is not None:
+    values["devices"] = _device_list(args.devices)
+  if args.no_cache:
+    values["cache"] = False
   for required in ("model", "scale", "train"):
     if required not in values:
       raise SuperTinyError(f"--{required} is required (on the command line or in --config)")
@@ -138,20 +187,53 @@ def cmd_demo(args: argparse.Namespace) -> int:
   from .evaluate import load_pair, score
   from .infer import upscale_array
 
-  if args.model == "bicubic":
-    warnings.warn("no trained weights ship yet: using the bicubic baseline", stacklevel=1)
   model = _model(args.model, args.scale, args.channels, args.weights)
+  label = Path(args.model).stem if args.model and Path(args.model).suffix else getattr(model, "name", "model")
   lr, hr = load_pair(args.image, args.scale)
   out = Path(args.output)
   out.mkdir(parents=True, exist_ok=True)
   stem = Path(args.image).stem
   sr = upscale_array(model, lr)
-  write_image(out / f"{stem}_lr_x{args.scale}.png", lr)
-  write_image(out / f"{stem}_x{args.scale}_{args.model}.png", sr)
+  lr_file, sr_file = out / f"{stem}_lr_x{args.scale}.png", out / f"{stem}_x{args.scale}_{label}.png"
+  write_image(lr_file, lr)
+  write_image(sr_file, sr)
   p, s = score(sr, hr, args.scale)
-  print(f"{Path(args.image).name}: {lr.shape[1]}x{lr.shape[0]} -> {sr.shape[1]}x{sr.shape[0]} with {args.model} "
+  print(f"{Path(args.image).name}: {lr.shape[1]}x{lr.shape[0]} -> {sr.shape[1]}x{sr.shape[0]} with {label} "
         f"x{args.scale}: PSNR {p:.2f} dB, SSIM {s:.4f} (Y channel, shave {args.scale})")
-  print(f"wrote {out / f'{stem}_lr_x{args.scale}.png'} and {out / f'{stem}_x{args.scale}_{args.model}.png'}")
+  print(f"wrote {lr_file} and {sr_file}")
+  return 0
+
+
+def _crop(text: str) -> tuple[int, int, int]:
+  try:
+    x, y, size = (int(v) for v in text.split(","))
+  except ValueError:
+    raise argparse.ArgumentTypeError(f"expected X,Y,SIZE in output pixels, got {text!r}") from None
+  return y, x, size
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+  from .compare import compare, draw
+
+  target = Path(args.output)
+  if target.exists() and not args.overwrite:
+    raise SuperTinyError(f"{target}: already exists (pass --overwrite to replace it)")
+  models = [m.strip() for m in args.models.split(",") if m.strip()]
+  panels, crop = compare(args.image, args.scale, models, args.given_lr, args.crop)
+  kind = "input upscaled" if args.given_lr else "HR degraded with MATLAB bicubic, then upscaled"
+  draw(panels, crop, f"{Path(args.image).name}, x{args.scale} ({kind}); PSNR/SSIM on Y", target)
+  for p in panels:
+    scores = f"  {p.scores[0]:6.2f} dB  {p.scores[1]:.4f}" if p.scores else ""
+    print(f"{p.label:<24}{scores}")
+  print(f"wrote {target} (crop x={crop[1]} y={crop[0]} size={crop[2]})")
+  return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+  from .checkpoint import export_weights
+
+  meta = export_weights(args.checkpoint, args.output)
+  print(f"wrote {args.output}: {meta['model']} x{meta['scale']} ({meta['channels']} channel(s)), weights only")
   return 0
 
 
@@ -178,12 +260,49 @@ def build_parser() -> argparse.ArgumentParser:
 
   demo = sub.add_parser("demo", help="degrade the bundled sample image, upscale it and report PSNR/SSIM")
   demo.add_argument("image", nargs="?", default=str(SAMPLE), help="HR image [bundled butterfly.png]")
-  demo.add_argument("--model", default="bicubic", help="model name [bicubic]")
+  demo.add_argument("--model", help="model name or checkpoint [the best shipped model for the scale]")
   demo.add_argument("--scale", type=_positive_int, default=4, help="upscaling factor [4]")
   demo.add_argument("--weights", metavar="FILE", help="weights for a learned model")
   demo.add_argument("--channels", type=int, choices=(1, 3), default=3, help="learned models: 1 = Y, 3 = RGB [3]")
   demo.add_argument("-o", "--output", default="supertiny-demo", help="output folder [supertiny-demo]")
   demo.set_defaults(run=cmd_demo)
+
+  up = sub.add_parser("upscale", help="upscale image files or folders (any size: tiled), keeping their format",
+                      description="Each output keeps its input's format, bit depth, bands and alpha; GeoTIFFs keep "
+                                  "their CRS and metadata with the geotransform scaled. Tiles overlap by enough to "
+                                  "give exactly the untiled result.")
+  up.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders of images")
+  up.add_argument("-o", "--output", required=True, metavar="OUT",
+                  help="output folder (outputs keep their input's name), or a file name for a single input")
+  up.add_argument("--model", help="model name or checkpoint file [the best shipped model for the scale]")
+  up.add_argument("--scale", type=_positive_int, help="upscaling factor [the checkpoint's, else 4]")
+  up.add_argument("--weights", metavar="FILE", help="weights for a learned zoo model")
+  up.add_argument("--channels", type=_positive_int, default=3,
+                  help="learned zoo models: 1 = Y, 3 = RGB, N = N-band images [3]")
+  up.add_argument("--tile", type=_positive_int, default=256, help="tile side in input pixels [256]")
+  up.add_argument("--tile-overlap", dest="tile_overlap", type=int, metavar="O",
+                  help="overlap of neighbouring tiles in input pixels [the model's receptive field; 32 if global]")
+  up.add_argument("--device", help="tinygrad device, e.g. CPU or CUDA [$DEV or tinygrad's default]")
+  up.add_argument("--overwrite", action="store_true", help="replace outputs that exist")
+  up.set_defaults(run=cmd_upscale)
+
+  cmp = sub.add_parser("compare", help="side-by-side figure of models on one image, with crops and PSNR/SSIM",
+                       description="IMAGE is an HR ground truth, degraded by the protocol and scored (or, with "
+                                   "--given-lr, an input to upscale without scores).")
+  cmp.add_argument("image", metavar="IMAGE")
+  cmp.add_argument("--scale", type=_positive_int, required=True)
+  cmp.add_argument("--models", default="nearest,bilinear,bicubic",
+                   help="comma-separated model names or checkpoints [nearest,bilinear,bicubic]")
+  cmp.add_argument("--given-lr", dest="given_lr", action="store_true", help="IMAGE is the LR input")
+  cmp.add_argument("--crop", type=_crop, metavar="X,Y,SIZE", help="crop in output pixels [the most detailed]")
+  cmp.add_argument("-o", "--output", required=True, metavar="FIGURE", help="figure file (.png, .pdf, .svg)")
+  cmp.add_argument("--overwrite", action="store_true")
+  cmp.set_defaults(run=cmd_compare)
+
+  ex = sub.add_parser("export", help="copy a training checkpoint without its optimizer state (to share or ship)")
+  ex.add_argument("checkpoint")
+  ex.add_argument("output")
+  ex.set_defaults(run=cmd_export)
 
   tr = sub.add_parser("train", help="train a model (resumable); writes checkpoints and metrics.csv to --out")
   tr.add_argument("--config", help="TOML recipe (configs/*.toml); command-line options override it")
@@ -205,6 +324,10 @@ def build_parser() -> argparse.ArgumentParser:
   tr.add_argument("--seed", type=int)
   tr.add_argument("--val-every", dest="val_every", type=_positive_int)
   tr.add_argument("--save-every", dest="save_every", type=_positive_int)
+  tr.add_argument("--devices", metavar="N|DEV,DEV",
+                  help="data-parallel over N devices of the default backend or the named ones (CUDA:0,CUDA:1)")
+  tr.add_argument("--no-cache", dest="no_cache", action="store_true",
+                  help="do not keep degraded LR images on disk ($SUPERTINY_CACHE, ~/.cache/supertiny/degraded)")
   tr.add_argument("--out", required=True, metavar="RUN_DIR", help="run folder")
   tr.add_argument("--resume", action="store_true", help="continue the run in --out from last.safetensors")
   tr.set_defaults(run=cmd_train)
@@ -221,6 +344,11 @@ def main(argv: Sequence[str] | None = None) -> int:
   args = build_parser().parse_args(argv)
   warnings.showwarning = _one_line_warnings
   try:
+    if getattr(args, "device", None):
+      from tinygrad import Context
+
+      with Context(DEV=args.device):
+        return args.run(args)
     return args.run(args)
   except SuperTinyError as exc:
     print(f"supertiny: error: {exc}", file=sys.stderr)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .data.cache import cached_degrade
 from .data.images import list_images, read_image, to_float
 from .errors import SuperTinyError
 from .infer import upscale_array
@@ -68,11 +69,12 @@ def degrade(hr: np.ndarray, scale: int) -> np.ndarray:
   return imresize(hr, 1.0 / scale)
 
 
-def load_pair(hr_path: Path, scale: int, lr_path: Path | None = None,
-              check_size: bool = True) -> tuple[np.ndarray, np.ndarray]:
+def load_pair(hr_path: Path, scale: int, lr_path: Path | None = None, check_size: bool = True,
+              cache: Path | None = None) -> tuple[np.ndarray, np.ndarray]:
   """(LR, HR) integer arrays for one image: HR modcropped, LR degraded from it or read from lr_path.
 
-  `check_size` refuses images too small to score (training pairs only need to be at least one LR pixel)."""
+  `check_size` refuses images too small to score (training pairs only need to be at least one LR pixel); `cache`
+  is a folder that keeps degraded images between runs (data.cache)."""
   hr = _colour_only(read_image(hr_path), hr_path)
   if check_size:
     _check_size(hr, scale, hr_path)
@@ -80,7 +82,7 @@ def load_pair(hr_path: Path, scale: int, lr_path: Path | None = None,
     raise SuperTinyError(f"{hr_path}: {hr.shape[1]}x{hr.shape[0]} is smaller than the scale {scale}")
   hr = modcrop(hr, scale)
   if lr_path is None:
-    return degrade(hr, scale), hr
+    return (degrade(hr, scale) if cache is None else cached_degrade(hr, scale, degrade, cache)), hr
   lr = _colour_only(read_image(lr_path), lr_path)
   if lr.shape[2] != hr.shape[2]:
     raise SuperTinyError(f"{lr_path}: {lr.shape[2]} channels but its HR image {hr_path.name} has {hr.shape[2]}")

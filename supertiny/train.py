@@ -13,7 +13,8 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from tinygrad import Context, Tensor, TinyJit, dtypes
+import numpy as np
+from tinygrad import Context, Device, Tensor, TinyJit, dtypes
 from tinygrad.nn.optim import LAMB, Adam, AdamW, Optimizer
 
 from .errors import SuperTinyError
@@ -98,6 +99,8 @@ class TrainConfig:
   seed: int = 0
   val_every: int = 500
   save_every: int = 100
+  devices: list[str] = field(default_factory=list)  # data-parallel over these devices; empty = the default device
+  cache: bool = True            # keep degraded LR images on disk (see data.datasets.cache_folder)
 
   @classmethod
   def from_dict(cls, values: dict[str, Any], source: str = "config") -> TrainConfig:
@@ -127,6 +130,8 @@ class TrainConfig:
         problems.append(f"{name} must be at least 1")
     if self.lr <= 0:
       problems.append("lr must be positive")
+    if self.devices and self.batch % len(self.devices):
+      problems.append(f"batch {self.batch} does not split evenly over {len(self.devices)} devices")
     if problems:
       raise SuperTinyError(f"{source}: {'; '.join(problems)}")
 
@@ -142,6 +147,25 @@ def learning_rate(config: TrainConfig, step: int) -> float:
     progress = min(1.0, (step - config.warmup) / span)
     return config.min_lr + 0.5 * (config.lr - config.min_lr) * (1 + math.cos(math.pi * progress))
   return config.lr
+
+
+def resolve_devices(devices: list[str] | int | None) -> tuple[str, ...]:
+  """Device names for data-parallel training: a list like ["CUDA:0", "CUDA:1"], or a count N meaning the first N
+  devices of the default backend. One device or none means no sharding (an empty tuple)."""
+  if devices is None:
+    return ()
+  if isinstance(devices, int):
+    devices = [f"{Device.DEFAULT}:{i}" for i in range(devices)]
+  names = []
+  for name in devices:
+    try:
+      Device[name]  # opens it: fails for a backend or index this machine does not have
+      names.append(Device.canonicalize(name))
+    except Exception as exc:  # tinygrad raises various errors for unknown backends
+      raise SuperTinyError(f"device {name!r} is not available ({exc})") from None
+  if len(set(names)) != len(names):
+    raise SuperTinyError(f"devices {', '.join(devices)} name the same device twice")
+  return tuple(names) if len(names) > 1 else ()
 
 
 def make_optimizer(config: TrainConfig, params: list[Tensor]) -> LAMB:
@@ -168,15 +192,29 @@ def restore_optimizer(optimizer: LAMB, state: dict[str, Tensor], source: str) ->
 # ---------------------------------------------------------------------------------------------------------------
 
 CSV_FIELDS = ["step", "loss", "lr", "val_psnr", "val_ssim", "seconds"]
+BOARD_TAGS = {"loss": "train/loss", "lr": "train/lr", "val_psnr": "val/psnr_y", "val_ssim": "val/ssim_y"}
 
 
 class Run:
-  """A run folder: last.safetensors, best.safetensors, metrics.csv, curves.png."""
+  """A run folder: last.safetensors, best.safetensors, metrics.csv, curves.png and TensorBoard logs in tensorboard/."""
 
   def __init__(self, folder: str | Path):
     self.folder = Path(folder)
     self.last, self.best = self.folder / "last.safetensors", self.folder / "best.safetensors"
     self.metrics = self.folder / "metrics.csv"
+    self.board: Any = None
+
+  def open_board(self, resumed_at: int | None = None) -> None:
+    """Start the TensorBoard event file; after a resume, events past the checkpoint's step are hidden (purged)."""
+    from tensorboardX import SummaryWriter
+
+    purge = resumed_at + 1 if resumed_at is not None else None
+    self.board = SummaryWriter(str(self.folder / "tensorboard"), purge_step=purge, flush_secs=30)
+
+  def close_board(self) -> None:
+    if self.board is not None:
+      self.board.close()
+      self.board = None
 
   def rows(self) -> list[dict[str, str]]:
     if not self.metrics.exists():
@@ -196,6 +234,10 @@ class Run:
       if new:
         writer.writeheader()
       writer.writerow({k: row.get(k, "") for k in CSV_FIELDS})
+    if self.board is not None:
+      for key, tag in BOARD_TAGS.items():
+        if row.get(key, "") != "":
+          self.board.add_scalar(tag, float(row[key]), int(row["step"]))
 
   def plot(self) -> Path:
     """curves.png: training loss (and its running mean) and validation PSNR against step."""
@@ -242,6 +284,7 @@ def train(config: TrainConfig, out: str | Path, resume: bool = False,
   from tqdm import tqdm
 
   from .checkpoint import read_checkpoint, save_checkpoint, section
+  from .data.cache import cache_folder
   from .data.datasets import PatchSampler, load_hr_folders, load_paired_folders
   from .evaluate import evaluate_folder
   from .models import create_model
@@ -257,22 +300,37 @@ def train(config: TrainConfig, out: str | Path, resume: bool = False,
       raise SuperTinyError("paired training (train_lr) takes exactly one HR folder in train")
     pairs = load_paired_folders(config.train_lr, config.train[0], config.scale, config.channels)
   else:
-    pairs = load_hr_folders(config.train, config.scale, config.channels)
+    pairs = load_hr_folders(config.train, config.scale, config.channels, cache_folder() if config.cache else None)
   sampler = PatchSampler(pairs, config.scale, config.patch, config.batch, config.seed, config.augment)
 
+  devices = resolve_devices(config.devices)
   Tensor.manual_seed(config.seed)
   model = create_model(config.model, scale=config.scale, channels=config.channels, **config.options)
-  optimizer = make_optimizer(config, model.parameters())
-  start, best = 0, {"psnr": -math.inf, "ssim": 0.0}
+  start, best, checkpoint = 0, {"psnr": -math.inf, "ssim": 0.0}, None
   if resume and run.last.exists():
-    meta, tensors = read_checkpoint(run.last)
-    load_weights(model, {k: v.numpy() for k, v in section(tensors, "model").items()})
-    restore_optimizer(optimizer, section(tensors, "optimizer"), str(run.last))
+    meta, checkpoint = read_checkpoint(run.last)
+    load_weights(model, {k: v.numpy() for k, v in section(checkpoint, "model").items()})
     start = int(meta["step"])
     best = meta.get("best", best)
     run.keep_rows_before(start)
     report(f"resumed {run.last} at step {start}")
+  if devices:
+    # data parallel: every device holds all weights, each takes batch/len(devices) samples; tinygrad sums the
+    # gradients across devices in backward, so the update equals the single-device one
+    for p in model.parameters():
+      p.shard_(devices)
+  optimizer = make_optimizer(config, model.parameters())
+  if checkpoint is not None:
+    restore_optimizer(optimizer, section(checkpoint, "optimizer"), str(run.last))
   Tensor.realize(*model.parameters())
+  run.open_board(start if checkpoint is not None else None)
+
+  def to_devices(batch: np.ndarray) -> Tensor:
+    return Tensor(batch).shard(devices, axis=0) if devices else Tensor(batch)
+
+  def learning_rate_tensor(rate: float) -> Tensor:
+    value = Tensor([rate], dtype=dtypes.float32)
+    return value.shard(devices) if devices else value
   step_fn = make_train_step(model, optimizer, config.loss, config.clip)
   meta_base = {"options": config.options, "config": asdict(config)}
 
@@ -285,6 +343,8 @@ def train(config: TrainConfig, out: str | Path, resume: bool = False,
       raise SuperTinyError(f"weights or optimizer state became non-finite by step {step}: stopped{kept}. "
                            "Try a lower --lr or --clip 1")
     save_checkpoint(path, model, {**meta_base, "step": step, "best": best, "val": val}, state)
+    if run.board is not None:
+      run.board.flush()  # the event file then holds every step the checkpoint does: a resume leaves no gap
 
   def validate(step: int) -> dict[str, float] | None:
     if config.val is None:
@@ -303,7 +363,7 @@ def train(config: TrainConfig, out: str | Path, resume: bool = False,
         raise KeyboardInterrupt
       rate = learning_rate(config, step)
       with training():
-        loss = step_fn(Tensor(lr_batch), Tensor(hr_batch), Tensor([rate], dtype=dtypes.float32)).item()
+        loss = step_fn(to_devices(lr_batch), to_devices(hr_batch), learning_rate_tensor(rate)).item()
       if not math.isfinite(loss):
         kept = f"; the last good checkpoint {run.last} (step {done}) is kept" if run.last.exists() else ""
         raise SuperTinyError(f"loss became {loss} at step {step + 1}: stopped{kept}. Try a lower --lr or --clip 1")
@@ -331,6 +391,7 @@ def train(config: TrainConfig, out: str | Path, resume: bool = False,
     report(f"interrupted: saved {run.last} at step {done}; continue with --resume")
     raise
   finally:
+    run.close_board()
     if previous is not None:
       signal.signal(signal.SIGINT, previous)
   bar.close()
@@ -358,4 +419,5 @@ def load_config(path: str | Path) -> dict[str, Any]:
     raise SuperTinyError(f"{path}: not valid TOML ({exc})") from exc
 
 
-__all__ = ["LOSSES", "TrainConfig", "learning_rate", "load_config", "make_train_step", "train", "training"]
+__all__ = ["LOSSES", "TrainConfig", "learning_rate", "load_config", "make_train_step", "resolve_devices", "train",
+           "training"]

@@ -1,10 +1,13 @@
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
 
 # The suite targets the CPU backend unless the caller picks a device (DEV=CUDA on a GPU machine)
 os.environ.setdefault("DEV", "CPU")
+# Degraded training images are cached on disk; the tests keep theirs out of the user's cache
+os.environ.setdefault("SUPERTINY_CACHE", tempfile.mkdtemp(prefix="supertiny-test-cache-"))
 
 ASSETS = Path(__file__).parent / "assets"
 

@@ -12,8 +12,10 @@ import numpy as np
 import pytest
 
 from supertiny.checkpoint import model_from_checkpoint, read_checkpoint
+from supertiny.cli import main
+from supertiny.data.images import read_image
 from supertiny.errors import SuperTinyError
-from supertiny.train import TrainConfig, learning_rate, train
+from supertiny.train import TrainConfig, learning_rate, resolve_devices, train
 
 
 def test_learning_rate_schedules():
@@ -55,6 +57,14 @@ def test_checkpoint_rebuilds_the_model_and_scores(tmp_path, assets):
   assert rows[0].startswith("step,loss") and len(rows) == 9
   assert sum(1 for r in rows[1:] if r.split(",")[3]) == 2  # validated at steps 4 and 8
   assert (tmp_path / "run" / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+  # the checkpoint alone drives upscale: model, scale and channels come from its metadata
+  assert main(["upscale", str(assets / "Set5" / "bird.png"), "-o", str(tmp_path / "bird_x2.png"),
+               "--model", str(tmp_path / "run" / "best.safetensors")]) == 0
+  assert read_image(tmp_path / "bird_x2.png").shape == (576, 576, 3)
+  psnr = [(int(r.split(",")[0]), float(r.split(",")[3])) for r in rows[1:] if r.split(",")[3]]
+  board = board_scalars(tmp_path / "run" / "tensorboard", "val/psnr_y")
+  assert [s for s, _ in board] == [s for s, _ in psnr]
+  np.testing.assert_allclose([v for _, v in board], [v for _, v in psnr], rtol=1e-6)
   with pytest.raises(SuperTinyError, match="already holds a run"):
     train(TrainConfig.from_dict(_config(assets)), tmp_path / "run", progress=False)
 
@@ -92,6 +102,19 @@ def test_sigkill_then_resume_equals_an_uninterrupted_run(tmp_path, assets):
     np.testing.assert_allclose(resumed[key].numpy(), whole[key].numpy(), rtol=1e-6, atol=1e-7, err_msg=key)
   steps = [int(line.split(",")[0]) for line in (tmp_path / "cut" / "metrics.csv").read_text().splitlines()[1:]]
   assert steps == list(range(1, 201))
+  # TensorBoard, reading the two event files, hides the steps logged after the checkpoint and then logged again
+  logged = board_scalars(tmp_path / "cut" / "tensorboard", "train/loss")
+  assert [step for step, _ in logged] == list(range(1, 201))
+  csv_loss = [float(line.split(",")[1]) for line in (tmp_path / "cut" / "metrics.csv").read_text().splitlines()[1:]]
+  np.testing.assert_allclose([value for _, value in logged], csv_loss, rtol=1e-5)
+
+
+def board_scalars(folder: Path, tag: str) -> list[tuple[int, float]]:
+  from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+  board = EventAccumulator(str(folder))
+  board.Reload()
+  return [(event.step, event.value) for event in board.Scalars(tag)]
 
 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, assets):
@@ -122,3 +145,23 @@ def test_ctrl_c_saves_between_steps_and_exits_130(tmp_path, assets):
   saved = read_checkpoint(tmp_path / "run" / "last.safetensors")[0]["step"]
   logged = int(metrics.read_text().splitlines()[-1].split(",")[0])
   assert saved == logged >= 30  # the checkpoint holds exactly the steps that were logged
+
+
+def test_data_parallel_training_equals_one_device(tmp_path, assets):
+  """Two CPU devices, half the batch each: the weights after training equal a one-device run's."""
+  overrides = {"steps": 4, "batch": 4, "save_every": 4, "val_every": 4, "clip": 1.0}
+  train(TrainConfig.from_dict(_config(assets, **overrides)), tmp_path / "one", progress=False, report=print)
+  train(TrainConfig.from_dict(_config(assets, **overrides, devices=["CPU:0", "CPU:1"])), tmp_path / "two",
+        progress=False, report=print)
+  one, two = (read_checkpoint(tmp_path / run / "last.safetensors") for run in ("one", "two"))
+  assert one[0]["val"] is None and two[0]["best"]["psnr"] == pytest.approx(one[0]["best"]["psnr"], abs=1e-4)
+  for key, value in one[1].items():
+    np.testing.assert_allclose(two[1][key].numpy(), value.numpy(), rtol=1e-4, atol=1e-6, err_msg=key)
+
+
+def test_devices_are_checked():
+  with pytest.raises(SuperTinyError, match="does not split evenly over 3 devices"):
+    TrainConfig.from_dict({"model": "espcn", "scale": 2, "train": ["x"], "batch": 4, "devices": ["a", "b", "c"]})
+  with pytest.raises(SuperTinyError, match="not available"):
+    resolve_devices(["NOSUCHBACKEND:0", "NOSUCHBACKEND:1"])
+  assert resolve_devices(["CPU:0", "CPU:1"]) == ("CPU", "CPU:1") and resolve_devices(["CPU"]) == ()

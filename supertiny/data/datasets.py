@@ -37,15 +37,16 @@ def _to_channels(image: np.ndarray, channels: int) -> np.ndarray:
   return image.astype(np.float32)
 
 
-def _load(hr_path: Path, scale: int, channels: int, lr_path: Path | None = None) -> Pair:
+def _load(hr_path: Path, scale: int, channels: int, lr_path: Path | None = None, cache: Path | None = None) -> Pair:
   # load_pair drops alpha, refuses other band counts, modcrops and degrades exactly as evaluation does
-  lr, hr = load_pair(hr_path, scale, lr_path, check_size=False)
+  lr, hr = load_pair(hr_path, scale, lr_path, check_size=False, cache=cache)
   return Pair(hr_path.stem, _to_channels(lr, channels), _to_channels(hr, channels))
 
 
-def load_hr_folders(folders: Sequence[str | Path], scale: int, channels: int) -> list[Pair]:
-  """Every image of the folders, modcropped and degraded with MATLAB bicubic (computed once here)."""
-  return [_load(path, scale, channels) for folder in folders for path in list_images(folder)]
+def load_hr_folders(folders: Sequence[str | Path], scale: int, channels: int, cache: Path | None = None) -> list[Pair]:
+  """Every image of the folders, modcropped and degraded with MATLAB bicubic: computed once per run, or once per
+  image and scale with a `cache` folder (data.cache)."""
+  return [_load(path, scale, channels, cache=cache) for folder in folders for path in list_images(folder)]
 
 
 def load_paired_folders(lr_folder: str | Path, hr_folder: str | Path, scale: int, channels: int) -> list[Pair]:

@@ -147,8 +147,14 @@ def write_image(path: str | Path, array: np.ndarray) -> None:
     else:
       if array.dtype != np.uint8:
         raise SuperTinyError(f"{path}: {array.dtype} cannot be written as {suffix}; use .png or .tif")
-      mode = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[array.shape[2]]
-      Image.fromarray(array[..., 0] if mode == "L" else array, mode).save(tmp, format=_pillow_format(suffix, path))
+      if array.shape[2] not in (1, 2, 3, 4):
+        raise SuperTinyError(f"{path}: {array.shape[2]} bands cannot be written as {suffix}; use .tif")
+      image = Image.fromarray(array[..., 0] if array.shape[2] == 1 else array)
+      fmt = _pillow_format(suffix, path)
+      try:
+        image.save(tmp, format=fmt, **({"quality": 95} if fmt in ("JPEG", "WEBP") else {}))
+      except (OSError, ValueError, KeyError) as exc:  # e.g. alpha in a JPEG
+        raise SuperTinyError(f"{path}: cannot be written as {fmt} ({exc})") from None
     os.replace(tmp, path)
   except BaseException:
     Path(tmp).unlink(missing_ok=True)

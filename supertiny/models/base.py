@@ -15,8 +15,8 @@ class SRNet:
   receptive_field: int | None = None
 
   def __init__(self, scale: int, channels: int | None):
-    if channels not in (1, 3):
-      channels = 3  # learned models take Y or RGB; a channel-agnostic request gets RGB
+    if channels is None:
+      channels = 3  # a channel-agnostic request gets RGB
     self.scale, self.channels = scale, channels
 
   def parameters(self) -> list[Tensor]:

@@ -69,11 +69,11 @@ class EDSR(SRNet):
     self.receptive_field = 1 + 2 * (2 * blocks + 2) + sum(
       lr_span(3, scale=math.prod(factors[:i])) for i in range(len(factors) + 1))
 
-  def _mean(self) -> Tensor:
-    return Tensor(list(self.mean)).reshape(1, -1, 1, 1) * self.rgb_range
+  def _mean(self, device: str | tuple[str, ...]) -> Tensor:
+    return Tensor(list(self.mean), device=device).reshape(1, -1, 1, 1) * self.rgb_range
 
   def features(self, x: Tensor) -> Tensor:
-    h = self.head[0](x * self.rgb_range - self._mean())
+    h = self.head[0](x * self.rgb_range - self._mean(x.device))
     res = h
     for layer in self.body:
       res = layer(res)
@@ -81,4 +81,4 @@ class EDSR(SRNet):
 
   def __call__(self, x: Tensor) -> Tensor:
     out = self.tail[1](run_upsampler(self.tail[0], self.features(x)))
-    return (out + self._mean()) / self.rgb_range
+    return (out + self._mean(out.device)) / self.rgb_range

@@ -2,7 +2,8 @@
 
 A model is a plain object with `__call__(x: Tensor) -> Tensor` taking an NCHW float batch of LR images in [0, 1]
 and returning it `scale` times larger, plus the attributes `name`, `scale` and `channels` (1 = Y channel,
-3 = RGB, None = any number of channels, as the interpolation baselines).
+3 = RGB, another N = N-band images such as multispectral scenes, None = any number of channels, as the
+interpolation baselines).
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ def register(name: str, summary: str, scales: tuple[int, ...] | None = None, lea
 
 
 def create_model(name: str, scale: int = 4, channels: int | None = 3, **options: Any) -> SRModel:
-  """Build the registered model `name` for `scale` and `channels` (1 = Y, 3 = RGB)."""
+  """Build the registered model `name` for `scale` and `channels` (1 = Y, 3 = RGB, N = N bands)."""
   if name not in MODELS:
     raise SuperTinyError(f"unknown model {name!r}; available: {', '.join(sorted(MODELS))}")
   spec = MODELS[name]
@@ -55,6 +56,6 @@ def create_model(name: str, scale: int = 4, channels: int | None = 3, **options:
     raise SuperTinyError(f"scale must be a positive integer, got {scale!r}")
   if spec.scales is not None and scale not in spec.scales:
     raise SuperTinyError(f"model {name!r} supports scales {', '.join(map(str, spec.scales))}, not {scale}")
-  if channels not in (None, 1, 3):
-    raise SuperTinyError(f"channels must be 1 (Y) or 3 (RGB), got {channels!r}")
+  if channels is not None and (isinstance(channels, bool) or not isinstance(channels, int) or channels < 1):
+    raise SuperTinyError(f"channels must be a positive integer (1 = Y, 3 = RGB), got {channels!r}")
   return spec.build(scale=scale, channels=channels, **options)

@@ -183,7 +183,7 @@ class SwinIRLight(SRNet):
     # the official test script always pads up to the next multiple of the window (a full window when divisible)
     x = mirror_pad_to(x, (h // self.window + 1) * self.window, (w // self.window + 1) * self.window)
     size = (x.shape[2], x.shape[3])
-    mean = Tensor(list(self.mean)).reshape(1, -1, 1, 1)
+    mean = Tensor(list(self.mean), device=x.device).reshape(1, -1, 1, 1)
     shallow = self.conv_first(x - mean)
     tokens = self.patch_embed.norm(tokens_of(shallow))
     for layer in self.layers:

@@ -57,3 +57,20 @@ def test_model_trains(name, scale, channels, options, steps):
     losses = [step(lr, hr).item() for _ in range(steps)]
   assert np.all(np.isfinite(losses))
   assert np.mean(losses[-5:]) < 0.6 * np.mean(losses[:3]), f"{name}: loss {losses[0]:.4f} -> {losses[-1]:.4f}"
+
+
+
+@pytest.mark.parametrize("name,scale,channels,options", [c[:4] for c in CASES if c[0] in ("edsr-baseline",
+                                                                                          "swinir-light")])
+def test_sharded_forward_equals_one_device(name, scale, channels, options):
+  """The models that build constant tensors inside forward place them with the input, so a batch sharded over two
+  devices (data-parallel training, tests/test_train.py) computes what one device does."""
+  Tensor.manual_seed(0)
+  lr, _ = patches(scale, channels, count=2, lr_size=8)
+  model = create_model(name, scale=scale, channels=channels, **options)
+  single = model(lr).numpy()
+  for p in model.parameters():
+    p.shard_(("CPU", "CPU:1"))
+  sharded = model(lr.shard(("CPU", "CPU:1"), axis=0))
+  assert sharded.device == ("CPU", "CPU:1")
+  np.testing.assert_allclose(sharded.numpy(), single, rtol=1e-5, atol=1e-6)

@@ -1,0 +1,154 @@
+"""Images as files that must survive upscaling intact: pixels plus what the file says about them.
+
+A Raster carries the pixels (HxWxC uint8, uint16, float32 or float64), whether the last band is alpha, and for TIFF
+files the layout (photometric, planar configuration, extra samples, compression) and the GeoTIFF/GDAL tags
+(georeferencing, CRS, nodata, GDAL metadata). `scaled_tags` rewrites the georeferencing for an image `scale` times
+larger, so the output covers exactly the same ground.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import SuperTinyError
+from .images import read_image, write_image
+
+PIXEL_SCALE, TIEPOINT, TRANSFORMATION = 33550, 33922, 34264
+GEO_KEYS, GEO_DOUBLES, GEO_ASCII = 34735, 34736, 34737
+GDAL_METADATA, GDAL_NODATA = 42112, 42113
+KEPT_TAGS = (PIXEL_SCALE, TIEPOINT, TRANSFORMATION, GEO_KEYS, GEO_DOUBLES, GEO_ASCII, GDAL_METADATA, GDAL_NODATA)
+RASTER_TYPE_KEY, PIXEL_IS_POINT = 1025, 2
+
+
+@dataclass
+class TiffLayout:
+  photometric: str = "minisblack"
+  planar: str = "contig"
+  extrasamples: tuple[int, ...] = ()
+  compression: str | None = None
+  tags: dict[int, tuple[int, int, object]] = field(default_factory=dict)  # code -> (TIFF dtype, count, value)
+
+  @property
+  def georeferenced(self) -> bool:
+    return any(code in self.tags for code in (PIXEL_SCALE, TIEPOINT, TRANSFORMATION))
+
+  @property
+  def nodata(self) -> float | None:
+    if GDAL_NODATA not in self.tags:
+      return None
+    text = str(self.tags[GDAL_NODATA][2]).strip().strip("\x00")
+    try:
+      return float(text)
+    except ValueError:
+      return None
+
+
+@dataclass
+class Raster:
+  pixels: np.ndarray
+  alpha: bool = False
+  tiff: TiffLayout | None = None
+
+
+def read_raster(path: str | Path) -> Raster:
+  """Any image read_image takes, plus float TIFFs, with its alpha flag and TIFF layout and tags."""
+  path = Path(path)
+  if path.suffix.lower() not in (".tif", ".tiff") or not path.is_file():
+    pixels = read_image(path)
+    return Raster(pixels, alpha=pixels.shape[2] in (2, 4))
+  import tifffile
+
+  try:
+    with tifffile.TiffFile(path) as tif:
+      page = tif.pages[0]
+      pixels = page.asarray()
+      layout = TiffLayout(
+        photometric=page.photometric.name.lower(),
+        planar="separate" if page.planarconfig == 2 else "contig",
+        extrasamples=tuple(int(e) for e in page.extrasamples),
+        compression=None if page.compression == 1 else "zlib",
+        tags={t.code: (int(t.dtype), int(t.count), t.value) for t in page.tags.values() if t.code in KEPT_TAGS})
+      separate = page.planarconfig == 2 and page.samplesperpixel > 1
+  except (tifffile.TiffFileError, KeyError, IndexError, ValueError, OSError) as exc:
+    raise SuperTinyError(f"{path}: not a readable image ({exc})") from exc
+  if pixels.dtype not in (np.uint8, np.uint16, np.float32, np.float64):
+    raise SuperTinyError(f"{path}: {pixels.dtype} TIFFs are not supported (8/16-bit unsigned or 32/64-bit float)")
+  if separate:
+    pixels = np.moveaxis(pixels, 0, -1)
+  if pixels.ndim == 2:
+    pixels = pixels[:, :, None]
+  if pixels.ndim != 3 or 0 in pixels.shape:
+    raise SuperTinyError(f"{path}: TIFF with shape {pixels.shape} is not a single image")
+  # only bands the file itself marks as alpha (extra samples 1 = associated, 2 = unassociated) are alpha
+  alpha = bool(layout.extrasamples) and layout.extrasamples[-1] in (1, 2)
+  return Raster(pixels, alpha=alpha, tiff=layout)
+
+
+def write_raster(path: str | Path, raster: Raster) -> None:
+  """Write atomically, keeping the TIFF layout and tags when the raster came from a TIFF and goes to one."""
+  path = Path(path)
+  is_tiff = path.suffix.lower() in (".tif", ".tiff")
+  if not is_tiff or raster.tiff is None:
+    if raster.pixels.dtype.kind == "f":
+      raise SuperTinyError(f"{path}: floating-point pixels can only be written as .tif")
+    write_image(path, raster.pixels)
+    return
+  import tifffile
+
+  layout, pixels = raster.tiff, raster.pixels
+  bands = pixels.shape[2]
+  data = pixels[..., 0] if bands == 1 else (np.moveaxis(pixels, -1, 0) if layout.planar == "separate" else pixels)
+  extratags = [(code, dtype, count, value, True) for code, (dtype, count, value) in sorted(layout.tags.items())]
+  fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
+  os.close(fd)
+  try:
+    tifffile.imwrite(tmp, data, photometric=layout.photometric, planarconfig=layout.planar if bands > 1 else None,
+                     extrasamples=layout.extrasamples or None, compression=layout.compression,
+                     extratags=extratags, metadata=None)
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path)
+  except BaseException:
+    Path(tmp).unlink(missing_ok=True)
+    raise
+
+
+def _raster_type(tags: dict[int, tuple[int, int, object]]) -> int:
+  keys = tags.get(GEO_KEYS)
+  if keys is None:
+    return 1
+  values = list(keys[2])
+  for i in range(4, len(values) - 3, 4):  # header of 4, then (key, location, count, value) entries
+    if values[i] == RASTER_TYPE_KEY and values[i + 1] == 0:
+      return int(values[i + 3])
+  return 1
+
+
+def scaled_tags(layout: TiffLayout, scale: int) -> TiffLayout:
+  """The layout for the same ground covered by `scale` times more pixels per axis.
+
+  PixelIsArea: pixel (0, 0)'s corner stays where it is and pixels shrink. PixelIsPoint: a tie point names a pixel
+  centre; LR pixel i's centre is HR pixel i*scale + (scale-1)/2."""
+  tags = dict(layout.tags)
+  shift = (scale - 1) / 2 if _raster_type(tags) == PIXEL_IS_POINT else 0.0
+  if PIXEL_SCALE in tags:
+    dtype, count, (sx, sy, *rest) = tags[PIXEL_SCALE]
+    tags[PIXEL_SCALE] = (dtype, count, (sx / scale, sy / scale, *rest))
+  if TIEPOINT in tags:
+    dtype, count, values = tags[TIEPOINT]
+    points = np.array(values, dtype=np.float64).reshape(-1, 6)
+    points[:, :2] = points[:, :2] * scale + shift
+    tags[TIEPOINT] = (dtype, count, tuple(points.ravel()))
+  if TRANSFORMATION in tags:
+    dtype, count, values = tags[TRANSFORMATION]
+    m = np.array(values, dtype=np.float64).reshape(4, 4)
+    # model = M @ (i, j, k, 1) with i = (i' - shift) / scale
+    new = m.copy()
+    new[:, :2] = m[:, :2] / scale
+    new[:, 3] = m[:, 3] - shift / scale * (m[:, 0] + m[:, 1])
+    tags[TRANSFORMATION] = (dtype, count, tuple(new.ravel()))
+  return replace(layout, tags=tags)

@@ -1,0 +1,66 @@
+"""Models by name or file: zoo names, SuperTiny checkpoints, the weights shipped in supertiny/weights/, and the
+default model for a scale (the best shipped one, else bicubic with a warning)."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any
+
+from ..errors import SuperTinyError
+from .registry import MODELS, SRModel, create_model
+from .weights import load_weights
+
+WEIGHTS = Path(__file__).resolve().parents[1] / "weights"
+
+
+def shipped() -> list[dict[str, Any]]:
+  """Metadata of every checkpoint in supertiny/weights/, with its `path`."""
+  from ..checkpoint import read_checkpoint
+
+  found = []
+  for path in sorted(WEIGHTS.glob("*.safetensors")):
+    meta, _ = read_checkpoint(path)
+    found.append({**meta, "path": str(path)})
+  return found
+
+
+def default_model(scale: int) -> str:
+  """The shipped checkpoint for `scale` with the best validation PSNR, or "bicubic" (with a warning) if none."""
+  candidates = [m for m in shipped() if int(m["scale"]) == scale]
+  if not candidates:
+    warnings.warn(f"no trained weights ship for x{scale}: using bicubic", stacklevel=2)
+    return "bicubic"
+  return max(candidates, key=lambda m: (m.get("best") or {}).get("psnr", float("-inf")))["path"]
+
+
+def _is_checkpoint(name: str) -> bool:
+  return name not in MODELS and (name.endswith(".safetensors") or Path(name).is_file())
+
+
+def load_model(name: str | None, scale: int | None = None, channels: int | None = None,
+               weights: str | None = None) -> SRModel:
+  """A model from a zoo name (learned ones need `weights`, or run from random initialisation with a warning), a
+  SuperTiny checkpoint file, a shipped checkpoint's name (see `supertiny zoo`), or None for the default model of
+  `scale`. `scale` None takes a checkpoint's own."""
+  if name is None:
+    name = default_model(scale if scale is not None else 4)
+  elif name not in MODELS and (WEIGHTS / f"{name}.safetensors").is_file():
+    name = str(WEIGHTS / f"{name}.safetensors")  # a shipped checkpoint by its short name, e.g. espcn_x3_y
+  if _is_checkpoint(name):
+    from ..checkpoint import model_from_checkpoint
+
+    model, _ = model_from_checkpoint(name)
+    if scale is not None and model.scale != scale:
+      raise SuperTinyError(f"{name}: the checkpoint is for x{model.scale}, not x{scale}")
+    return model
+  scale = 4 if scale is None else scale
+  learned = name in MODELS and MODELS[name].learned
+  model = create_model(name, scale=scale, channels=channels if learned else None)
+  if weights is not None:
+    if not learned:
+      raise SuperTinyError(f"{weights}: {name} has no weights to load")
+    load_weights(model, weights)
+  elif learned:
+    warnings.warn(f"{name} has no weights given (--weights): its output is from random initialisation", stacklevel=2)
+  return model

@@ -1,0 +1,110 @@
+"""Upscaling real images: the Python API `upscale` for arrays and PIL images, and whole files with everything the
+file says kept (bit depth, alpha, bands, TIFF layout, georeferencing scaled, nodata)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .data.raster import Raster, read_raster, scaled_tags, write_raster
+from .errors import SuperTinyError
+from .infer import upscale_tiled
+from .models.pretrained import load_model
+from .models.registry import SRModel
+
+MIN_SIDE = 4  # bicubic's support: smaller images have nothing for a kernel to work with
+
+
+def upscale(image: Any, model: str | SRModel | None = None, scale: int | None = None, tile: int = 256,
+            overlap: int | None = None, weights: str | None = None, channels: int = 3) -> Any:
+  """Super-resolve a numpy array (HxW or HxWxC; uint8, uint16 or float) or a PIL image; returns the same kind.
+
+  `model`: a zoo name, a checkpoint file, a model object, or None for the best shipped model for `scale` (default
+  4). Large images are processed in tiles of `tile` LR pixels; the result equals an untiled run whenever the
+  overlap covers the model's receptive field, which the default overlap does.
+  """
+  if not isinstance(model, str) and model is not None:
+    if scale is not None and scale != model.scale:
+      raise SuperTinyError(f"model {model.name} is for x{model.scale}, not x{scale}")
+  else:
+    model = load_model(model, scale, channels, weights)
+  from PIL import Image
+
+  if isinstance(image, Image.Image):
+    return _upscale_pil(model, image, tile, overlap)
+  array = np.asarray(image)
+  if array.ndim not in (2, 3) or array.dtype.kind not in "uf" or array.dtype.itemsize > 8:
+    raise SuperTinyError(f"expected an HxW or HxWxC image of unsigned integers or floats, got {array.dtype} "
+                         f"{array.shape}")
+  _check_size(array, "image")
+  out = upscale_tiled(model, array, tile, overlap)
+  return out[..., 0] if array.ndim == 2 else out
+
+
+def _upscale_pil(model: SRModel, image: Any, tile: int, overlap: int | None) -> Any:
+  from PIL import Image
+
+  mode = image.mode
+  if mode == "P":
+    image = image.convert("RGBA" if "transparency" in image.info else "RGB")
+  elif mode in ("1", "CMYK", "YCbCr", "LAB", "HSV", "PA"):
+    image = image.convert("RGBA" if mode == "PA" else ("L" if mode == "1" else "RGB"))
+  array = np.asarray(image)
+  if image.mode in ("I", "I;16", "I;16B", "I;16L"):
+    array = array.astype(np.uint16)
+  _check_size(array, "image")
+  out = upscale_tiled(model, array, tile, overlap)
+  # Pillow names the mode from the array: L, LA, RGB, RGBA for uint8, I;16 for 16-bit gray
+  return Image.fromarray(out[..., 0] if out.shape[2] == 1 else out)
+
+
+def _check_size(array: np.ndarray, label: str) -> None:
+  if min(array.shape[:2]) < MIN_SIDE:
+    raise SuperTinyError(f"{label}: {array.shape[1]}x{array.shape[0]} is too small to upscale "
+                         f"(needs at least {MIN_SIDE} px per side)")
+
+
+def upscale_raster(model: SRModel, raster: Raster, tile: int = 256, overlap: int | None = None,
+                   progress: Callable[[int, int], None] | None = None) -> Raster:
+  """Upscale pixels and alpha, scale the georeferencing, keep nodata pixels nodata (and out of the model's way)."""
+  pixels = raster.pixels
+  nodata = raster.tiff.nodata if raster.tiff is not None else None
+  invalid = np.isnan(pixels) if pixels.dtype.kind == "f" else np.zeros(pixels.shape, bool)
+  if nodata is not None:
+    invalid |= pixels == nodata
+  if invalid.any():
+    # fill holes with each band's valid mean so they do not ring into their neighbours, then restore them
+    pixels = pixels.copy()
+    for b in range(pixels.shape[2]):
+      valid = pixels[..., b][~invalid[..., b]]
+      fill = valid.mean() if valid.size else 0.0
+      pixels[..., b][invalid[..., b]] = np.round(fill) if pixels.dtype.kind == "u" else fill
+  out = upscale_tiled(model, pixels, tile, overlap, alpha=raster.alpha, progress=progress)
+  if nodata is not None:
+    # a valid pixel that comes out equal to nodata (a clipped overshoot, often 0) would read as a hole: nudge it
+    hit = out == nodata
+    if hit.any():
+      if out.dtype.kind == "f":
+        out[hit] = np.nextafter(out.dtype.type(nodata), out.dtype.type(np.inf))
+      else:
+        out[hit] = nodata + 1 if nodata < np.iinfo(out.dtype).max else nodata - 1
+  if invalid.any():
+    holes = invalid.repeat(model.scale, axis=0).repeat(model.scale, axis=1)
+    out[holes] = nodata if nodata is not None else np.nan
+  tiff = scaled_tags(raster.tiff, model.scale) if raster.tiff is not None else None
+  return Raster(out, raster.alpha, tiff)
+
+
+def upscale_file(model: SRModel, source: Path, target: Path, tile: int = 256, overlap: int | None = None,
+                 overwrite: bool = False, progress: Callable[[int, int], None] | None = None) -> Raster:
+  """Read `source`, upscale it, write `target` (atomically) in the target's format."""
+  if target.exists() and not overwrite:
+    raise SuperTinyError(f"{target}: already exists (pass --overwrite to replace it)")
+  raster = read_raster(source)
+  _check_size(raster.pixels, str(source))
+  result = upscale_raster(model, raster, tile, overlap, progress)
+  write_raster(target, result)
+  return result

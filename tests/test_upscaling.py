@@ -1,0 +1,207 @@
+"""`supertiny upscale`, the Python API and `supertiny compare` as users run them: what the file says survives
+(dtype, bands, alpha, georeferencing read back by GDAL), bad input fails alone, the figure is made."""
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+from PIL import Image
+
+import supertiny
+from supertiny.cli import main
+from supertiny.data.images import read_image, write_image
+from supertiny.data.raster import read_raster
+from supertiny.errors import SuperTinyError
+from supertiny.infer import upscale_array
+from supertiny.models import create_model
+from supertiny.models.pretrained import default_model, load_model
+
+SAMPLE = Path(supertiny.__file__).parent / "samples" / "butterfly.png"
+RNG = np.random.default_rng(5)
+
+
+def run(capsys, *argv):
+  code = main([str(a) for a in argv])
+  out, err = capsys.readouterr()
+  return code, out, err
+
+
+def geotiff(path: Path, pixels: np.ndarray, point: bool = False, nodata: str | None = None) -> None:
+  """A GeoTIFF in UTM 33N with 10 m pixels, written with plain TIFF tags as GDAL would."""
+  keys = [1, 1, 0, 4, 1024, 0, 1, 1, 1025, 0, 1, 2 if point else 1, 3072, 0, 1, 32633, 3076, 0, 1, 9001]
+  tags = [(33550, 12, 3, (10.0, 10.0, 0.0), True), (33922, 12, 6, (0, 0, 0, 500000.0, 5500000.0, 0), True),
+          (34735, 3, len(keys), tuple(keys), True)]
+  if nodata is not None:
+    tags.append((42113, 2, len(nodata) + 1, nodata, True))
+  data = np.moveaxis(pixels, -1, 0) if pixels.shape[2] > 1 else pixels[..., 0]
+  tifffile.imwrite(path, data, photometric="minisblack", planarconfig="separate" if pixels.shape[2] > 1 else None,
+                   extratags=tags, metadata=None)
+
+
+def test_multiband_geotiff_keeps_bands_crs_nodata_and_scales_the_transform(capsys, tmp_path):
+  import rasterio
+
+  pixels = RNG.integers(100, 4000, (23, 30, 5), dtype=np.uint16)
+  pixels[0, 0, :] = 0                                  # one nodata pixel
+  geotiff(tmp_path / "scene.tif", pixels, nodata="0")
+  code, out, err = run(capsys, "upscale", tmp_path / "scene.tif", "-o", tmp_path / "out", "--model", "bicubic",
+                       "--scale", 3, "--tile", 16)
+  assert code == 0, err
+  with rasterio.open(tmp_path / "scene.tif") as src, rasterio.open(tmp_path / "out" / "scene.tif") as dst:
+    assert (dst.count, dst.width, dst.height, dst.dtypes[0]) == (5, 90, 69, "uint16")
+    assert dst.crs == src.crs and dst.crs.to_epsg() == 32633 and dst.nodata == 0
+    assert dst.transform.almost_equals(src.transform @ src.transform.scale(1 / 3))
+    assert dst.bounds == pytest.approx(src.bounds)    # the same ground, three times the pixels
+    bands = dst.read()
+  assert np.all(bands[:, :3, :3] == 0) and np.count_nonzero(bands == 0) == 5 * 9
+  expected = upscale_array(create_model("bicubic", scale=3, channels=None), pixels)
+  expected = np.moveaxis(expected, -1, 0)
+  expected[expected == 0] = 1                          # valid pixels never read as nodata
+  away = np.ones((69, 90), bool)
+  away[:9, :9] = False                                 # beyond bicubic's reach of the hole (filled before upscaling)
+  np.testing.assert_array_equal(bands[:, away], expected[:, away])
+
+
+def test_pixel_is_point_tie_points_move_to_the_new_pixel_centres(tmp_path):
+  import rasterio
+
+  geotiff(tmp_path / "point.tif", RNG.integers(0, 255, (12, 12, 1), dtype=np.uint8), point=True)
+  assert main(["upscale", str(tmp_path / "point.tif"), "-o", str(tmp_path / "up.tif"), "--model", "nearest",
+               "--scale", "2"]) == 0
+  with rasterio.open(tmp_path / "point.tif") as src, rasterio.open(tmp_path / "up.tif") as dst:
+    # GDAL turns PixelIsPoint into corner-based transforms: the covered ground must agree
+    assert dst.bounds == pytest.approx(src.bounds) and dst.res == pytest.approx((5.0, 5.0))
+
+
+def test_float_geotiff_stays_float_in_its_own_range(tmp_path):
+  pixels = RNG.uniform(1.0, 2046.0, (20, 20, 4))      # digital numbers stored as float64, as SpaceNet does
+  geotiff(tmp_path / "ms.tif", pixels)
+  assert main(["upscale", str(tmp_path / "ms.tif"), "-o", str(tmp_path / "o"), "--model", "bilinear",
+               "--scale", "2"]) == 0
+  out = read_raster(tmp_path / "o" / "ms.tif")
+  assert out.pixels.dtype == np.float64 and out.pixels.shape == (40, 40, 4) and not out.alpha
+  assert pixels.min() <= out.pixels.min() and out.pixels.max() <= pixels.max()
+  np.testing.assert_allclose(out.pixels[1:-1:2, 1:-1:2].mean(), pixels.mean(), rtol=0.01)
+
+
+@pytest.mark.parametrize("kind", ["rgb16", "gray8", "rgba8", "gray16", "jpeg"])
+def test_png_tiff_jpeg_round_trip_keep_their_properties(capsys, tmp_path, kind):
+  base = read_image(SAMPLE)[:40, :36]
+  image, name = {
+    "rgb16": (base.astype(np.uint16) * 257, "a.png"),
+    "gray8": (base[..., :1], "a.png"),
+    "rgba8": (np.concatenate([base, RNG.integers(0, 256, (40, 36, 1), dtype=np.uint8)], axis=2), "a.png"),
+    "gray16": (base[..., :1].astype(np.uint16) * 257, "a.tif"),
+    "jpeg": (base, "a.jpg"),
+  }[kind]
+  write_image(tmp_path / name, image)
+  code, _, err = run(capsys, "upscale", tmp_path / name, "-o", tmp_path / "out", "--model", "bicubic", "--scale", 2)
+  assert code == 0, err
+  out = read_image(tmp_path / "out" / name)
+  assert out.dtype == image.dtype and out.shape == (80, 72, image.shape[2])
+  if kind == "jpeg":
+    assert Image.open(tmp_path / "out" / name).format == "JPEG"
+  else:
+    np.testing.assert_array_equal(out, upscale_array(create_model("bicubic", scale=2, channels=None),
+                                                     read_image(tmp_path / name)))
+  if kind == "rgba8":
+    assert Image.open(tmp_path / "out" / name).mode == "RGBA"
+
+
+def test_bad_inputs_fail_alone_with_one_line_each(capsys, tmp_path):
+  write_image(tmp_path / "good.png", read_image(SAMPLE)[:20, :20])
+  (tmp_path / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\nbroken")
+  (tmp_path / "notes.txt").write_text("not an image")
+  write_image(tmp_path / "tiny.png", np.zeros((3, 9, 3), np.uint8))
+  (tmp_path / "out").mkdir()
+  write_image(tmp_path / "out" / "taken.png", np.zeros((8, 8, 3), np.uint8))
+  write_image(tmp_path / "taken.png", np.zeros((8, 8, 3), np.uint8))
+  inputs = [tmp_path / n for n in ("corrupt.png", "missing.png", "notes.txt", "tiny.png", "taken.png", "good.png")]
+  code, out, err = run(capsys, "upscale", *inputs, "-o", tmp_path / "out", "--model", "bicubic", "--scale", 2)
+  assert code == 1
+  lines = [line for line in err.splitlines() if line.startswith("supertiny: error:")]
+  assert len(lines) == 5
+  for expected in ("corrupt.png: not a readable image", "missing.png: no such file", "notes.txt: ",
+                   "tiny.png: 9x3 is too small", "taken.png: already exists (pass --overwrite"):
+    assert any(expected in line for line in lines), expected
+  assert read_image(tmp_path / "out" / "good.png").shape == (40, 40, 3)          # the good file still made it
+  assert read_image(tmp_path / "out" / "taken.png").shape == (8, 8, 3)           # and nothing was overwritten
+  assert "5 of 6 file(s) failed" in err
+  assert main(["upscale", str(tmp_path / "taken.png"), "-o", str(tmp_path / "out"), "--model", "bicubic",
+               "--scale", "2", "--overwrite"]) == 0
+  assert read_image(tmp_path / "out" / "taken.png").shape == (16, 16, 3)
+
+
+def test_a_scale_the_model_lacks_is_refused(capsys, tmp_path):
+  code, _, err = run(capsys, "upscale", SAMPLE, "-o", tmp_path, "--model", "espcn_x3_y", "--scale", 2)
+  assert code == 1 and "the checkpoint is for x3, not x2" in err
+  code, _, err = run(capsys, "upscale", SAMPLE, "-o", tmp_path, "--model", "swinir-light", "--scale", 5)
+  assert code == 1 and "supports scales 2, 3, 4, 8, not 5" in err
+
+
+def test_python_api_takes_arrays_and_pil_images():
+  image = read_image(SAMPLE)[:24, :20]
+  bicubic = create_model("bicubic", scale=2, channels=None)
+  np.testing.assert_array_equal(supertiny.upscale(image, model="bicubic", scale=2), upscale_array(bicubic, image))
+  gray = supertiny.upscale(image[..., 0], model="bicubic", scale=2)
+  assert gray.shape == (48, 40) and gray.dtype == np.uint8
+  as_float = supertiny.upscale(image / 255.0, model="bicubic", scale=2)
+  assert as_float.dtype == np.float64 and np.abs(as_float * 255 - upscale_array(bicubic, image)).max() <= 0.5 + 1e-6
+  for mode in ("RGB", "RGBA", "L", "I;16"):
+    pil = Image.fromarray(image).convert("RGBA" if mode == "RGBA" else "RGB")
+    pil = pil.convert(mode) if mode in ("L",) else pil
+    if mode == "I;16":
+      pil = Image.fromarray(image[..., 0].astype(np.uint16) * 257)
+    out = supertiny.upscale(pil, model="bicubic", scale=2)
+    assert isinstance(out, Image.Image) and out.mode == mode and out.size == (40, 48)
+  with pytest.raises(SuperTinyError, match="too small"):
+    supertiny.upscale(np.zeros((2, 2, 3), np.uint8), model="bicubic", scale=2)
+
+
+def test_default_model_is_the_best_shipped_one_else_bicubic_with_a_warning():
+  assert Path(default_model(3)).name == "espcn_x3_y.safetensors"
+  assert load_model(None, 3).name == "espcn"
+  with pytest.warns(UserWarning, match="no trained weights ship for x5: using bicubic"):
+    assert default_model(5) == "bicubic"
+
+
+def test_shipped_espcn_x3_beats_bicubic_on_set5_as_trained(capsys, assets):
+  code, out, _ = run(capsys, "eval", "--model", "espcn_x3_y", "--scale", 3, "--json", assets / "Set5")
+  import json
+
+  psnr = json.loads(out)["datasets"]["Set5"]["psnr"]
+  assert code == 0 and psnr >= 31.2 and psnr == pytest.approx(31.26, abs=0.01)  # bicubic: 30.39
+
+
+def test_compare_figure_scores_match_eval(capsys, tmp_path):
+  figure = tmp_path / "cmp.png"
+  code, out, err = run(capsys, "compare", SAMPLE, "--scale", 4, "--models", "nearest,bicubic", "-o", figure)
+  assert code == 0, err
+  assert Image.open(figure).size[0] > 3 * Image.open(figure).size[1]  # panels side by side
+  scores = {line.split()[0]: float(line.split()[1]) for line in out.splitlines() if " dB " in line}
+  code, evaluated, _ = run(capsys, "eval", "--model", "bicubic", "--scale", 4, "--per-image", "--json",
+                           SAMPLE.parent)
+  import json
+
+  assert scores["bicubic"] == pytest.approx(
+    json.loads(evaluated)["datasets"]["samples"]["per_image"]["butterfly"]["psnr"], abs=0.005)
+  assert scores["nearest"] < scores["bicubic"]
+  code, _, err = run(capsys, "compare", SAMPLE, "--scale", 4, "-o", figure)
+  assert code == 1 and "already exists" in err
+  with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    code, _, err = run(capsys, "compare", SAMPLE, "--scale", 4, "--crop", "900,0,50", "-o", tmp_path / "c.png")
+  assert code == 1 and "does not fit" in err
+
+
+def test_a_model_trained_for_the_band_count_sees_all_bands_at_once():
+  from tinygrad import Tensor
+
+  scene = RNG.integers(0, 65536, (18, 21, 4), dtype=np.uint16)     # e.g. B, G, R, NIR: no band is alpha
+  model = create_model("espcn", scale=2, channels=4)
+  out = supertiny.upscale(scene, model=model)
+  direct = model(Tensor(scene.transpose(2, 0, 1)[None].astype(np.float32) / 65535)).numpy()[0].transpose(1, 2, 0)
+  assert out.shape == (36, 42, 4) and out.dtype == np.uint16
+  assert np.abs(out.astype(np.int64) - np.clip(np.round(direct * 65535), 0, 65535)).max() <= 1
