@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Prepares a fresh Debian machine for SuperTiny and is safe to run again (it skips what is done):
 # clang (tinygrad's CPU backend compiles its kernels with it) and a virtual environment in .venv holding the
-# package with its test-only extras (PyTorch CPU build and scikit-image, the independent references).
+# package with its test-only extras (PyTorch CPU build, scikit-image, TensorBoard and rasterio: the independent
+# references the tests compare against).
 set -euo pipefail
 cd "$(dirname "$0")"
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }

@@ -60,8 +60,6 @@ def cmd_upscale(args: argparse.Namespace) -> int:
 
   model = _model(args.model, args.scale, args.channels, args.weights)
   pairs = _outputs(args.inputs, args.output)
-  if len(pairs) > 1 or pairs[0][1].parent != Path(args.output).parent:
-    Path(args.output).mkdir(parents=True, exist_ok=True)
   failed = 0
   show = sys.stderr.isatty()
   with tqdm(total=len(pairs), unit="file", disable=not show or len(pairs) == 1) as files:
@@ -73,8 +71,9 @@ def cmd_upscale(args: argparse.Namespace) -> int:
 
         try:
           result = upscale_file(model, source, target, args.tile, args.tile_overlap, args.overwrite, on_tile)
-        except SuperTinyError as exc:
-          print(f"supertiny: error: {exc}", file=sys.stderr)
+        except (SuperTinyError, OSError) as exc:  # one bad file (or a full disk) must not cost the others
+          message = str(exc) if isinstance(exc, SuperTinyError) else f"{target}: {exc.strerror or exc}"
+          print(f"supertiny: error: {message}", file=sys.stderr)
           failed += 1
           files.update()
           continue
@@ -186,9 +185,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
   from .data.images import write_image
   from .evaluate import load_pair, score
   from .infer import upscale_array
+  from .models.pretrained import default_model
 
-  model = _model(args.model, args.scale, args.channels, args.weights)
-  label = Path(args.model).stem if args.model and Path(args.model).suffix else getattr(model, "name", "model")
+  name = args.model or default_model(args.scale)
+  model = _model(name, args.scale, args.channels, args.weights)
+  label = Path(name).stem if name.endswith(".safetensors") else name
   lr, hr = load_pair(args.image, args.scale)
   out = Path(args.output)
   out.mkdir(parents=True, exist_ok=True)

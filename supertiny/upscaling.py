@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from .data.images import WRITABLE_SUFFIXES
 from .data.raster import Raster, read_raster, scaled_tags, write_raster
 from .errors import SuperTinyError
 from .infer import upscale_tiled
@@ -103,8 +104,12 @@ def upscale_file(model: SRModel, source: Path, target: Path, tile: int = 256, ov
   """Read `source`, upscale it, write `target` (atomically) in the target's format."""
   if target.exists() and not overwrite:
     raise SuperTinyError(f"{target}: already exists (pass --overwrite to replace it)")
+  if target.suffix.lower() not in WRITABLE_SUFFIXES:
+    raise SuperTinyError(f"{target}: cannot write {target.suffix or 'files without a suffix'} "
+                         f"(writes {', '.join(sorted(WRITABLE_SUFFIXES))})")
   raster = read_raster(source)
   _check_size(raster.pixels, str(source))
   result = upscale_raster(model, raster, tile, overlap, progress)
+  target.parent.mkdir(parents=True, exist_ok=True)
   write_raster(target, result)
   return result

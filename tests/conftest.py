@@ -25,3 +25,20 @@ def fresh_random_state():
   from tinygrad import Tensor
 
   Tensor.manual_seed(0)
+
+
+def pytest_addoption(parser):
+  parser.addoption("--slow", action="store_true", help="also run the tests marked slow (left out of CI for time)")
+
+
+def pytest_configure(config):
+  config.addinivalue_line("markers", "slow: a check too slow for CI's time budget; run with --slow")
+
+
+def pytest_collection_modifyitems(config, items):
+  if config.getoption("--slow"):
+    return
+  skip = pytest.mark.skip(reason="slow: run with --slow")
+  for item in items:
+    if "slow" in item.keywords:
+      item.add_marker(skip)

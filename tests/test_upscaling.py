@@ -118,17 +118,20 @@ def test_bad_inputs_fail_alone_with_one_line_each(capsys, tmp_path):
   (tmp_path / "out").mkdir()
   write_image(tmp_path / "out" / "taken.png", np.zeros((8, 8, 3), np.uint8))
   write_image(tmp_path / "taken.png", np.zeros((8, 8, 3), np.uint8))
-  inputs = [tmp_path / n for n in ("corrupt.png", "missing.png", "notes.txt", "tiny.png", "taken.png", "good.png")]
+  Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "anim.gif")
+  inputs = [tmp_path / n for n in ("corrupt.png", "missing.png", "notes.txt", "tiny.png", "taken.png", "anim.gif",
+                                   "good.png")]
   code, out, err = run(capsys, "upscale", *inputs, "-o", tmp_path / "out", "--model", "bicubic", "--scale", 2)
   assert code == 1
   lines = [line for line in err.splitlines() if line.startswith("supertiny: error:")]
-  assert len(lines) == 5
+  assert len(lines) == 6
   for expected in ("corrupt.png: not a readable image", "missing.png: no such file", "notes.txt: ",
-                   "tiny.png: 9x3 is too small", "taken.png: already exists (pass --overwrite"):
+                   "tiny.png: 9x3 is too small", "taken.png: already exists (pass --overwrite",
+                   "anim.gif: cannot write .gif"):
     assert any(expected in line for line in lines), expected
   assert read_image(tmp_path / "out" / "good.png").shape == (40, 40, 3)          # the good file still made it
   assert read_image(tmp_path / "out" / "taken.png").shape == (8, 8, 3)           # and nothing was overwritten
-  assert "5 of 6 file(s) failed" in err
+  assert "6 of 7 file(s) failed" in err
   assert main(["upscale", str(tmp_path / "taken.png"), "-o", str(tmp_path / "out"), "--model", "bicubic",
                "--scale", "2", "--overwrite"]) == 0
   assert read_image(tmp_path / "out" / "taken.png").shape == (16, 16, 3)

@@ -161,11 +161,14 @@ def write_image(path: str | Path, array: np.ndarray) -> None:
     raise
 
 
+PILLOW_FORMATS = {".png": "PNG", ".bmp": "BMP", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".ppm": "PPM"}
+WRITABLE_SUFFIXES = frozenset({*PILLOW_FORMATS, ".tif", ".tiff"})
+
+
 def _pillow_format(suffix: str, path: Path) -> str:
-  formats = {".png": "PNG", ".bmp": "BMP", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".ppm": "PPM"}
-  if suffix not in formats:
+  if suffix not in PILLOW_FORMATS:
     raise SuperTinyError(f"{path}: unsupported output format {suffix or '(no suffix)'}")
-  return formats[suffix]
+  return PILLOW_FORMATS[suffix]
 
 
 def to_float(array: np.ndarray) -> np.ndarray:

@@ -60,8 +60,9 @@ def test_model_trains(name, scale, channels, options, steps):
 
 
 
-@pytest.mark.parametrize("name,scale,channels,options", [c[:4] for c in CASES if c[0] in ("edsr-baseline",
-                                                                                          "swinir-light")])
+@pytest.mark.parametrize("name,scale,channels,options", [
+  pytest.param(*c[:4], marks=pytest.mark.slow) if c[0] == "swinir-light" else c[:4]  # 30-50 s of compile in CI
+  for c in CASES if c[0] in ("edsr-baseline", "swinir-light")])
 def test_sharded_forward_equals_one_device(name, scale, channels, options):
   """The models that build constant tensors inside forward place them with the input, so a batch sharded over two
   devices (data-parallel training, tests/test_train.py) computes what one device does."""

@@ -1,0 +1,169 @@
+"""tinygrad against PyTorch on the same machine: a training step (forward, L1 loss, backward, Adam) and inference
+for the zoo's models, each measured in its own process so its peak memory is its own.
+
+  .venv/bin/python benchmarks/speed.py --quick                   # ESPCN x4 and EDSR-baseline x4, small sizes
+  .venv/bin/python benchmarks/speed.py                            # every learned model, more sizes
+  DEV=CUDA python benchmarks/speed.py --models espcn --json       # on a GPU (PyTorch then uses CUDA too)
+
+Figures: median milliseconds per call after warm-up (tinygrad's TinyJit captures on the second call), images/s,
+peak resident memory of the process (CPU) or peak device memory (CUDA), and the tinygrad/PyTorch time ratio
+(above 1: tinygrad is slower). PyTorch runs the reference implementations in tests/models/torch_reference.py,
+which the tests check equal to SuperTiny's models.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# name, scale, channels, tinygrad options, PyTorch reference constructor (evaluated in the child)
+MODELS = {
+  "espcn": (4, 1, {}, "ref.ESPCN(4, 1)"),
+  "edsr-baseline": (4, 3, {}, "ref.EDSR(4)"),
+  "srcnn": (3, 1, {}, "ref.SRCNN(3, 1)"),
+  "fsrcnn": (3, 1, {}, "ref.FSRCNN(3, 1)"),
+  "vdsr": (2, 1, {}, "ref.VDSR(2, 1)"),
+  "swinir-light": (4, 3, {}, "ref.SwinIRLight(4)"),
+}
+
+CHILD = r"""
+import json, os, resource, statistics, sys, time
+sys.path.insert(0, os.path.join(sys.argv[1], "tests", "models"))
+import numpy as np
+framework, name, mode, batch, height, width, iters = sys.argv[2], sys.argv[3], sys.argv[4], *map(int, sys.argv[5:9])
+scale, channels, options, reference = json.loads(sys.argv[9])
+rng = np.random.default_rng(0)
+lr = rng.random((batch, channels, height, width), dtype=np.float32)
+hr = rng.random((batch, channels, height * scale, width * scale), dtype=np.float32)
+
+if framework == "tinygrad":
+  from tinygrad import Device, GlobalCounters, Tensor, TinyJit
+  from tinygrad.nn.optim import Adam
+  from supertiny.models import create_model
+  from supertiny.train import make_train_step, training
+  device = Device.DEFAULT
+  model = create_model(name, scale=scale, channels=channels, **options)
+  if mode == "train":
+    step = make_train_step(model, Adam(model.parameters(), lr=1e-4), "l1")
+    x, y = Tensor(lr).realize(), Tensor(hr).realize()
+    def call():
+      with training():
+        step(x, y)
+  else:
+    forward = TinyJit(lambda t: model(t).realize())
+    x = Tensor(lr).realize()
+    def call():
+      forward(x)
+  def sync():
+    Device[device].synchronize()
+  def peak():
+    return GlobalCounters.mem_used / 2**20 if device != "CPU" else None
+else:
+  import torch
+  import torch_reference as ref
+  on_gpu = os.environ.get("DEV", "CPU").upper().startswith(("CUDA", "NV", "GPU"))
+  device = "cuda" if torch.cuda.is_available() and on_gpu else "cpu"
+  model = eval(reference).to(device)
+  x, y = torch.from_numpy(lr).to(device), torch.from_numpy(hr).to(device)
+  if mode == "train":
+    model.train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+    def call():
+      optimizer.zero_grad(set_to_none=True)
+      loss = (model(x) - y).abs().mean()
+      loss.backward()
+      optimizer.step()
+  else:
+    model.eval()
+    def call():
+      with torch.inference_mode():
+        model(x)
+  def sync():
+    if device == "cuda":
+      torch.cuda.synchronize()
+  def peak():
+    return torch.cuda.max_memory_allocated() / 2**20 if device == "cuda" else None
+
+for _ in range(3):  # warm-up: tinygrad compiles and captures its jit here
+  call()
+sync()
+times = []
+for _ in range(iters):
+  began = time.perf_counter()
+  call()
+  sync()
+  times.append(time.perf_counter() - began)
+ms = statistics.median(times) * 1000
+rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print(json.dumps({"ms": ms, "images_per_s": batch / ms * 1000, "peak_device_mib": peak(), "peak_rss_mib": rss,
+                  "device": str(device)}))
+"""
+
+
+def measure(framework: str, name: str, mode: str, batch: int, size: tuple[int, int], iters: int) -> dict | None:
+  scale, channels, options, reference = MODELS[name]
+  spec = json.dumps([scale, channels, options, reference])
+  done = subprocess.run([sys.executable, "-c", CHILD, str(ROOT), framework, name, mode, str(batch), str(size[0]),
+                         str(size[1]), str(iters), spec], capture_output=True, text=True,
+                        env={**os.environ, "PYTHONPATH": str(ROOT)})
+  if done.returncode != 0:
+    if framework == "torch" and "No module named 'torch'" in done.stderr:
+      return None
+    sys.exit(f"{framework} {name} {mode} failed:\n{done.stderr[-3000:]}")
+  return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def cases(quick: bool, names: list[str]) -> list[tuple[str, str, int, tuple[int, int], int]]:
+  """(model, mode, batch, LR size, iterations)."""
+  out = []
+  for name in names:
+    heavy = name in ("edsr-baseline", "vdsr", "swinir-light")
+    out.append((name, "train", 16, (24, 24) if not heavy or quick else (48, 48), 3 if quick else 10))
+    out.append((name, "infer", 1, (64, 64), 5 if quick else 20))
+    if not quick:
+      out.append((name, "infer", 1, (256, 256), 3 if heavy else 10))
+      if name == "espcn":
+        out.append((name, "infer", 1, (270, 480), 10))  # x4 to 1920x1080
+  return out
+
+
+def main() -> None:
+  parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument("--quick", action="store_true", help="ESPCN and EDSR-baseline only, small sizes, few calls")
+  parser.add_argument("--models", help=f"comma-separated subset of {','.join(MODELS)}")
+  parser.add_argument("--json", action="store_true", help="print one JSON document")
+  args = parser.parse_args()
+  names = args.models.split(",") if args.models else (["espcn", "edsr-baseline"] if args.quick else list(MODELS))
+  unknown = [n for n in names if n not in MODELS]
+  if unknown:
+    sys.exit(f"unknown model(s) {', '.join(unknown)}; choose from {', '.join(MODELS)}")
+  rows = []
+  if not args.json:
+    print(f"{'model':<14} {'mode':<6} {'batch x LR size':<16} {'tinygrad ms':>12} {'torch ms':>10} {'ratio':>6} "
+          f"{'tg img/s':>9} {'tg MiB':>8} {'torch MiB':>9}")
+  for name, mode, batch, size, iters in cases(args.quick, names):
+    tiny = measure("tinygrad", name, mode, batch, size, iters)
+    torch = measure("torch", name, mode, batch, size, iters)
+    row = {"model": name, "mode": mode, "batch": batch, "lr_size": list(size), "tinygrad": tiny, "torch": torch,
+           "ratio": tiny["ms"] / torch["ms"] if torch else None}
+    rows.append(row)
+    if not args.json:
+      def memory(r: dict | None) -> str:
+        if r is None:
+          return "-"
+        return f"{r['peak_device_mib'] if r['peak_device_mib'] is not None else r['peak_rss_mib']:.0f}"
+      print(f"{name:<14} {mode:<6} {f'{batch} x {size[0]}x{size[1]}':<16} {tiny['ms']:12.2f} "
+            f"{torch['ms'] if torch else float('nan'):10.2f} {row['ratio'] or float('nan'):6.2f} "
+            f"{tiny['images_per_s']:9.1f} {memory(tiny):>8} {memory(torch):>9}", flush=True)
+  if args.json:
+    print(json.dumps({"device": rows[0]["tinygrad"]["device"] if rows else None, "rows": rows}, indent=2))
+
+
+if __name__ == "__main__":
+  main()
