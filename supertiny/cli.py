@@ -346,8 +346,12 @@ def main(argv: Sequence[str] | None = None) -> int:
   warnings.showwarning = _one_line_warnings
   try:
     if getattr(args, "device", None):
-      from tinygrad import Context
+      from tinygrad import Context, Device
 
+      try:
+        Device[args.device]  # opens it: fails for a backend or index this machine does not have
+      except Exception as exc:  # tinygrad raises various errors for unknown backends
+        raise SuperTinyError(f"device {args.device!r} is not available ({type(exc).__name__}: {exc})") from None
       with Context(DEV=args.device):
         return args.run(args)
     return args.run(args)

@@ -97,7 +97,8 @@ def test_png_tiff_jpeg_round_trip_keep_their_properties(capsys, tmp_path, kind):
     "jpeg": (base, "a.jpg"),
   }[kind]
   write_image(tmp_path / name, image)
-  code, _, err = run(capsys, "upscale", tmp_path / name, "-o", tmp_path / "out", "--model", "bicubic", "--scale", 2)
+  code, _, err = run(capsys, "upscale", tmp_path / name, "-o", tmp_path / "out", "--model", "bicubic", "--scale", 2,
+                     "--device", "CPU")
   assert code == 0, err
   out = read_image(tmp_path / "out" / name)
   assert out.dtype == image.dtype and out.shape == (80, 72, image.shape[2])
@@ -142,6 +143,9 @@ def test_a_scale_the_model_lacks_is_refused(capsys, tmp_path):
   assert code == 1 and "the checkpoint is for x3, not x2" in err
   code, _, err = run(capsys, "upscale", SAMPLE, "-o", tmp_path, "--model", "swinir-light", "--scale", 5)
   assert code == 1 and "supports scales 2, 3, 4, 8, not 5" in err
+  code, _, err = run(capsys, "upscale", SAMPLE, "-o", tmp_path, "--model", "bicubic", "--device", "NOSUCH")
+  assert code == 1 and len(err.splitlines()) == 1
+  assert err.startswith("supertiny: error: device 'NOSUCH' is not available")
 
 
 def test_python_api_takes_arrays_and_pil_images():
