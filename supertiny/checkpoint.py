@@ -6,14 +6,13 @@ Writes are atomic: a temporary file in the same folder renamed over the old one.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from tinygrad import Tensor
 from tinygrad.nn.state import get_state_dict, safe_load, safe_load_metadata, safe_save
 
+from .data.images import atomic_output
 from .errors import SuperTinyError
 from .models import create_model
 from .models.weights import load_weights
@@ -29,15 +28,8 @@ def save_checkpoint(path: str | Path, model: Any, meta: dict[str, Any], optimize
   tensors = {f"model/{k}": v for k, v in get_state_dict(model).items()}
   tensors.update({f"optimizer/{k}": v for k, v in (optimizer_state or {}).items()})
   header = {"format": FORMAT, "model": model.name, "scale": model.scale, "channels": model.channels, **meta}
-  fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-  os.close(fd)
-  try:
+  with atomic_output(path) as tmp:
     safe_save(tensors, tmp, metadata={META_KEY: json.dumps(header)})
-    os.chmod(tmp, 0o644)  # mkstemp makes it private; a checkpoint is an ordinary file
-    os.replace(tmp, path)
-  except BaseException:
-    Path(tmp).unlink(missing_ok=True)
-    raise
 
 
 def read_checkpoint(path: str | Path) -> tuple[dict[str, Any], dict[str, Tensor]]:

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+
+from .images import atomic_output
 
 VERSION = "matlab-bicubic-1"  # change when the degradation changes: old entries are then never read
 
@@ -39,10 +40,8 @@ def cached_degrade(hr: np.ndarray, scale: int, degrade: Callable[[np.ndarray, in
   lr = degrade(hr, scale)
   try:
     folder.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".", suffix=".npy.tmp", dir=folder)
-    with os.fdopen(fd, "wb") as f:
+    with atomic_output(entry) as tmp, open(tmp, "wb") as f:
       np.save(f, lr, allow_pickle=False)
-    os.replace(tmp, entry)
   except OSError:
     pass  # a read-only or full disk only costs the cache, never the run
   return lr

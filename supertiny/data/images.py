@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 import tempfile
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -125,15 +127,28 @@ def _read_tiff(path: Path) -> np.ndarray:
   return array
 
 
+@contextmanager
+def atomic_output(path: Path, suffix: str = ".tmp") -> Iterator[str]:
+  """A temporary file beside `path` to write into; renamed over `path` when the block ends without error, removed
+  when it fails, so `path` only ever holds a complete file."""
+  fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+  os.close(fd)
+  try:
+    yield tmp
+    os.chmod(tmp, 0o644)  # mkstemp makes it private; the result is an ordinary file
+    os.replace(tmp, path)
+  except BaseException:
+    Path(tmp).unlink(missing_ok=True)
+    raise
+
+
 def write_image(path: str | Path, array: np.ndarray) -> None:
   """Write an HxWxC uint8/uint16 array atomically (a temporary file renamed into place)."""
   path = Path(path)
   if array.ndim == 2:
     array = array[:, :, None]
   suffix = path.suffix.lower()
-  fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent or ".")
-  os.close(fd)
-  try:
+  with atomic_output(path, suffix) as tmp:
     if suffix in (".tif", ".tiff"):
       import tifffile
 
@@ -155,10 +170,6 @@ def write_image(path: str | Path, array: np.ndarray) -> None:
         image.save(tmp, format=fmt, **({"quality": 95} if fmt in ("JPEG", "WEBP") else {}))
       except (OSError, ValueError, KeyError) as exc:  # e.g. alpha in a JPEG
         raise SuperTinyError(f"{path}: cannot be written as {fmt} ({exc})") from None
-    os.replace(tmp, path)
-  except BaseException:
-    Path(tmp).unlink(missing_ok=True)
-    raise
 
 
 PILLOW_FORMATS = {".png": "PNG", ".bmp": "BMP", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".ppm": "PPM"}

@@ -8,15 +8,13 @@ larger, so the output covers exactly the same ground.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import SuperTinyError
-from .images import read_image, write_image
+from .images import atomic_output, read_image, write_image
 
 PIXEL_SCALE, TIEPOINT, TRANSFORMATION = 33550, 33922, 34264
 GEO_KEYS, GEO_DOUBLES, GEO_ASCII = 34735, 34736, 34737
@@ -104,17 +102,10 @@ def write_raster(path: str | Path, raster: Raster) -> None:
   bands = pixels.shape[2]
   data = pixels[..., 0] if bands == 1 else (np.moveaxis(pixels, -1, 0) if layout.planar == "separate" else pixels)
   extratags = [(code, dtype, count, value, True) for code, (dtype, count, value) in sorted(layout.tags.items())]
-  fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
-  os.close(fd)
-  try:
+  with atomic_output(path, path.suffix) as tmp:
     tifffile.imwrite(tmp, data, photometric=layout.photometric, planarconfig=layout.planar if bands > 1 else None,
                      extrasamples=layout.extrasamples or None, compression=layout.compression,
                      extratags=extratags, metadata=None)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
-  except BaseException:
-    Path(tmp).unlink(missing_ok=True)
-    raise
 
 
 def _raster_type(tags: dict[int, tuple[int, int, object]]) -> int:
