@@ -29,12 +29,6 @@ def _positive_int(text: str) -> int:
   return value
 
 
-def _model(name: str | None, scale: int | None, channels: int | None = None, weights: str | None = None):
-  from .models.pretrained import load_model
-
-  return load_model(name, scale, channels, weights)
-
-
 def _outputs(inputs: list[str], out: str) -> list[tuple[Path, Path]]:
   """(source, target) pairs: files and the images of folders; OUT is a file for a single input file whose name has
   an image suffix, else a folder where each output keeps its input's name."""
@@ -56,9 +50,10 @@ def _outputs(inputs: list[str], out: str) -> list[tuple[Path, Path]]:
 def cmd_upscale(args: argparse.Namespace) -> int:
   from tqdm import tqdm
 
+  from .models.pretrained import load_model
   from .upscaling import upscale_file
 
-  model = _model(args.model, args.scale, args.channels, args.weights)
+  model = load_model(args.model, args.scale, args.channels, args.weights)
   pairs = _outputs(args.inputs, args.output)
   failed = 0
   show = sys.stderr.isatty()
@@ -150,10 +145,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
   from tqdm import tqdm
 
   from .evaluate import evaluate_folder
+  from .models.pretrained import load_model
 
   if args.lr and len(args.lr) != len(args.dirs):
     raise SuperTinyError(f"--lr given {len(args.lr)} time(s) for {len(args.dirs)} HR folder(s): give one per folder")
-  model = _model(args.model, args.scale, args.channels, args.weights)
+  model = load_model(args.model, args.scale, args.channels, args.weights)
   results = []
   for i, folder in enumerate(args.dirs):
     lr_folder = args.lr[i] if args.lr else None
@@ -185,10 +181,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
   from .data.images import write_image
   from .evaluate import load_pair, score
   from .infer import upscale_array
-  from .models.pretrained import default_model
+  from .models.pretrained import default_model, load_model
 
   name = args.model or default_model(args.scale)
-  model = _model(name, args.scale, args.channels, args.weights)
+  model = load_model(name, args.scale, args.channels, args.weights)
   label = Path(name).stem if name.endswith(".safetensors") else name
   lr, hr = load_pair(args.image, args.scale)
   out = Path(args.output)
@@ -346,12 +342,11 @@ def main(argv: Sequence[str] | None = None) -> int:
   warnings.showwarning = _one_line_warnings
   try:
     if getattr(args, "device", None):
-      from tinygrad import Context, Device
+      from tinygrad import Context
 
-      try:
-        Device[args.device]  # opens it: fails for a backend or index this machine does not have
-      except Exception as exc:  # tinygrad raises various errors for unknown backends
-        raise SuperTinyError(f"device {args.device!r} is not available ({type(exc).__name__}: {exc})") from None
+      from .devices import open_device
+
+      open_device(args.device)
       with Context(DEV=args.device):
         return args.run(args)
     return args.run(args)

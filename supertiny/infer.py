@@ -46,6 +46,12 @@ class JitRunner:
 _RUNNERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> its JitRunner, while the model lives
 
 
+def guess_alpha(model: SRModel, bands: int) -> bool:
+  """Whether the last band of an image with no alpha flag is alpha: it is for 2- and 4-band images, unless the
+  model takes that many channels (a model made for this band count takes them all)."""
+  return bands in (2, 4) and model.channels != bands
+
+
 def super_resolve(model: SRModel, image: np.ndarray, run: Callable[[SRModel, np.ndarray], np.ndarray] = run_model,
                   alpha: bool | None = None) -> np.ndarray:
   """Super-resolve a float image in [0, 1] (HxW or HxWxC) with `model`; returns float HxWxC in [0, 1].
@@ -59,7 +65,7 @@ def super_resolve(model: SRModel, image: np.ndarray, run: Callable[[SRModel, np.
     image = image[:, :, None]
   bands = image.shape[2]
   if alpha is None:
-    alpha = bands in (2, 4) and model.channels != bands  # a model made for this band count takes them all
+    alpha = guess_alpha(model, bands)
   alpha_plane = None
   if alpha and model.channels is not None:
     image, alpha_plane = image[..., :-1], image[..., -1:]
@@ -165,7 +171,7 @@ def upscale_tiled(model: SRModel, image: np.ndarray, tile: int = 256, overlap: i
     image = image[:, :, None]
   height, width, bands = image.shape
   if alpha is None:
-    alpha = bands in (2, 4) and model.channels != bands  # a model made for this band count takes them all
+    alpha = guess_alpha(model, bands)
   lo, hi = value_range(image)
   context = reach(model, bands, alpha)
   if overlap is None:

@@ -14,9 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tinygrad import Context, Device, Tensor, TinyJit, dtypes
+from tinygrad import Context, Tensor, TinyJit, dtypes
 from tinygrad.nn.optim import LAMB, Adam, AdamW, Optimizer
 
+from .devices import open_device
 from .errors import SuperTinyError
 from .models.registry import SRModel
 
@@ -100,7 +101,7 @@ class TrainConfig:
   val_every: int = 500
   save_every: int = 100
   devices: list[str] = field(default_factory=list)  # data-parallel over these devices; empty = the default device
-  cache: bool = True            # keep degraded LR images on disk (see data.datasets.cache_folder)
+  cache: bool = True            # keep degraded LR images on disk (see data.cache.cache_folder)
 
   @classmethod
   def from_dict(cls, values: dict[str, Any], source: str = "config") -> TrainConfig:
@@ -149,20 +150,10 @@ def learning_rate(config: TrainConfig, step: int) -> float:
   return config.lr
 
 
-def resolve_devices(devices: list[str] | int | None) -> tuple[str, ...]:
-  """Device names for data-parallel training: a list like ["CUDA:0", "CUDA:1"], or a count N meaning the first N
-  devices of the default backend. One device or none means no sharding (an empty tuple)."""
-  if devices is None:
-    return ()
-  if isinstance(devices, int):
-    devices = [f"{Device.DEFAULT}:{i}" for i in range(devices)]
-  names = []
-  for name in devices:
-    try:
-      Device[name]  # opens it: fails for a backend or index this machine does not have
-      names.append(Device.canonicalize(name))
-    except Exception as exc:  # tinygrad raises various errors for unknown backends
-      raise SuperTinyError(f"device {name!r} is not available ({exc})") from None
+def resolve_devices(devices: list[str]) -> tuple[str, ...]:
+  """Canonical names of the devices for data-parallel training; one device or none means no sharding (an empty
+  tuple)."""
+  names = [open_device(name) for name in devices]
   if len(set(names)) != len(names):
     raise SuperTinyError(f"devices {', '.join(devices)} name the same device twice")
   return tuple(names) if len(names) > 1 else ()
@@ -245,7 +236,6 @@ class Run:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import numpy as np
 
     rows = self.rows()
     steps = np.array([int(r["step"]) for r in rows])
