@@ -7,7 +7,10 @@ for the zoo's models, each measured in its own process so its peak memory is its
 
 Figures: median milliseconds per call after warm-up (tinygrad's TinyJit captures on the second call), images/s,
 peak resident memory of the process (CPU) or peak device memory (CUDA), and the tinygrad/PyTorch time ratio
-(above 1: tinygrad is slower). PyTorch runs the reference implementations in tests/models/torch_reference.py,
+(above 1: tinygrad is slower). On the CPU PyTorch runs twice: with all cores (the ratio) and with one thread
+(`ratio 1t`), because tinygrad 0.14's CPU backend runs every kernel on a single worker thread; the second ratio
+separates kernel quality from parallelism. `SUPERTINY_CONV=tinygrad` measures tinygrad's generic convolution
+instead of supertiny.conv's kernels. PyTorch runs the reference implementations in tests/models/torch_reference.py,
 which the tests check equal to SuperTiny's models.
 """
 
@@ -67,6 +70,8 @@ if framework == "tinygrad":
 else:
   import torch
   import torch_reference as ref
+  if os.environ.get("BENCH_TORCH_THREADS"):
+    torch.set_num_threads(int(os.environ["BENCH_TORCH_THREADS"]))
   on_gpu = os.environ.get("DEV", "CPU").upper().startswith(("CUDA", "NV", "GPU"))
   device = "cuda" if torch.cuda.is_available() and on_gpu else "cpu"
   model = eval(reference).to(device)
@@ -106,12 +111,15 @@ print(json.dumps({"ms": ms, "images_per_s": batch / ms * 1000, "peak_device_mib"
 """
 
 
-def measure(framework: str, name: str, mode: str, batch: int, size: tuple[int, int], iters: int) -> dict | None:
+def measure(framework: str, name: str, mode: str, batch: int, size: tuple[int, int], iters: int,
+            threads: int | None = None) -> dict | None:
   scale, channels, options, reference = MODELS[name]
   spec = json.dumps([scale, channels, options, reference])
+  env = {**os.environ, "PYTHONPATH": str(ROOT)}
+  if threads:
+    env["BENCH_TORCH_THREADS"] = str(threads)
   done = subprocess.run([sys.executable, "-c", CHILD, str(ROOT), framework, name, mode, str(batch), str(size[0]),
-                         str(size[1]), str(iters), spec], capture_output=True, text=True,
-                        env={**os.environ, "PYTHONPATH": str(ROOT)})
+                         str(size[1]), str(iters), spec], capture_output=True, text=True, env=env)
   if done.returncode != 0:
     if framework == "torch" and "No module named 'torch'" in done.stderr:
       return None
@@ -146,12 +154,15 @@ def main() -> None:
   rows = []
   if not args.json:
     print(f"{'model':<14} {'mode':<6} {'batch x LR size':<16} {'tinygrad ms':>12} {'torch ms':>10} {'ratio':>6} "
-          f"{'tg img/s':>9} {'tg MiB':>8} {'torch MiB':>9}")
+          f"{'torch 1t ms':>11} {'ratio 1t':>8} {'tg img/s':>9} {'tg MiB':>8} {'torch MiB':>9}")
   for name, mode, batch, size, iters in cases(args.quick, names):
     tiny = measure("tinygrad", name, mode, batch, size, iters)
     torch = measure("torch", name, mode, batch, size, iters)
+    on_cpu = torch is not None and torch["device"] == "cpu"
+    single = measure("torch", name, mode, batch, size, iters, threads=1) if on_cpu else None
     row = {"model": name, "mode": mode, "batch": batch, "lr_size": list(size), "tinygrad": tiny, "torch": torch,
-           "ratio": tiny["ms"] / torch["ms"] if torch else None}
+           "torch_1_thread": single, "ratio": tiny["ms"] / torch["ms"] if torch else None,
+           "ratio_1_thread": tiny["ms"] / single["ms"] if single else None}
     rows.append(row)
     if not args.json:
       def memory(r: dict | None) -> str:
@@ -160,6 +171,7 @@ def main() -> None:
         return f"{r['peak_device_mib'] if r['peak_device_mib'] is not None else r['peak_rss_mib']:.0f}"
       print(f"{name:<14} {mode:<6} {f'{batch} x {size[0]}x{size[1]}':<16} {tiny['ms']:12.2f} "
             f"{torch['ms'] if torch else float('nan'):10.2f} {row['ratio'] or float('nan'):6.2f} "
+            f"{single['ms'] if single else float('nan'):11.2f} {row['ratio_1_thread'] or float('nan'):8.2f} "
             f"{tiny['images_per_s']:9.1f} {memory(tiny):>8} {memory(torch):>9}", flush=True)
   if args.json:
     print(json.dumps({"device": rows[0]["tinygrad"]["device"] if rows else None, "rows": rows}, indent=2))

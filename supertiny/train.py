@@ -66,6 +66,9 @@ def make_train_step(model: SRModel, optimizer: Optimizer, loss: str = "l1",
           p.grad = p.grad * factor
     # one schedule: the loss is read before the optimizer overwrites the weights it was computed from
     Tensor.realize(value, *optimizer.schedule_step())
+    # drop the gradients' graphs: TinyJit keeps every buffer that a live tensor's graph names out of its memory plan,
+    # and custom kernels (supertiny.conv) put their output buffers into that graph
+    optimizer.zero_grad()
     return value
 
   return step

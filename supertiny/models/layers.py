@@ -7,6 +7,8 @@ from collections.abc import Callable
 
 from tinygrad import Tensor, nn
 
+from ..conv import conv2d
+
 ACTIVATIONS = ("relu", "tanh", "prelu", "leaky_relu", "gelu")
 
 
@@ -36,9 +38,20 @@ def activation(name: str, channels: int) -> Callable[[Tensor], Tensor]:
   raise ValueError(f"unknown activation {name!r}; choose from {', '.join(ACTIVATIONS)}")
 
 
-def conv(in_channels: int, out_channels: int, kernel: int, bias: bool = True) -> nn.Conv2d:
+class Conv2d(nn.Conv2d):
+  """Stride-1 convolution with zero padding that keeps the spatial size (odd kernels). Same weights and result as
+  tinygrad's nn.Conv2d; on the CPU it runs supertiny.conv's explicit kernels, several times faster."""
+
+  def __init__(self, in_channels: int, out_channels: int, kernel: int, bias: bool = True):
+    super().__init__(in_channels, out_channels, kernel, padding=kernel // 2, bias=bias)
+
+  def __call__(self, x: Tensor) -> Tensor:
+    return conv2d(x, self.weight, self.bias, padding=self.padding)
+
+
+def conv(in_channels: int, out_channels: int, kernel: int, bias: bool = True) -> Conv2d:
   """Stride-1 convolution with zero padding that keeps the spatial size (odd kernels)."""
-  return nn.Conv2d(in_channels, out_channels, kernel, padding=kernel // 2, bias=bias)
+  return Conv2d(in_channels, out_channels, kernel, bias=bias)
 
 
 def lr_span(*hr_kernels: int, scale: int) -> int:

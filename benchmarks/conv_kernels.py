@@ -1,0 +1,133 @@
+"""One convolution layer, four ways, in one process: tinygrad's generic `Tensor.conv2d`, supertiny.conv's explicit
+kernels, PyTorch with all cores and PyTorch with one thread. Forward alone and forward + backward (input and
+weight gradients), median ms after warm-up, GFLOP/s counted as 2 x multiply-adds of the forward (x3 with the
+backward).
+
+  .venv/bin/python benchmarks/conv_kernels.py                    # ESPCN's middle layer and an EDSR body conv
+  .venv/bin/python benchmarks/conv_kernels.py --accumulators 64  # supertiny.conv with larger register blocks
+  .venv/bin/python benchmarks/conv_kernels.py --two-devices      # do CPU:0 and CPU:1 run at the same time?
+
+PyTorch is optional (the columns are left out without it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import numpy as np
+from tinygrad import Device, Tensor, TinyJit
+
+from supertiny import conv
+
+# name, (batch, in channels, out channels, height, width, kernel)
+LAYERS = {
+  "espcn-map-train": (16, 64, 32, 24, 24, 3),
+  "edsr-body-infer": (1, 64, 64, 64, 64, 3),
+}
+
+
+def timed(call, iters: int, sync=lambda: None) -> float:
+  for _ in range(3):
+    call()
+  sync()
+  times = []
+  for _ in range(iters):
+    began = time.perf_counter()
+    call()
+    sync()
+    times.append(time.perf_counter() - began)
+  return statistics.median(times) * 1000
+
+
+def tinygrad_case(shape, fn, backward: bool, device: str = "CPU"):
+  batch, cin, cout, h, w, k = shape
+  rng = np.random.default_rng(0)
+  x = Tensor(rng.standard_normal((batch, cin, h, w), dtype=np.float32), device=device).realize()
+  weight = Tensor(rng.standard_normal((cout, cin, k, k), dtype=np.float32), device=device).realize()
+  if backward:
+    @TinyJit
+    def step(x: Tensor, weight: Tensor):
+      x, weight = x.detach(), weight.detach()
+      out = fn(x, weight, k // 2)
+      x_grad, w_grad = out.sum().gradient(x, weight)
+      return Tensor.realize(out, x_grad, w_grad)
+  else:
+    @TinyJit
+    def step(x: Tensor, weight: Tensor):
+      return fn(x, weight, k // 2).realize()
+  return lambda: step(x, weight)
+
+
+def torch_case(shape, backward: bool):
+  import torch
+
+  batch, cin, cout, h, w, k = shape
+  x = torch.randn(batch, cin, h, w, requires_grad=backward)
+  weight = torch.randn(cout, cin, k, k, requires_grad=backward)
+
+  def call():
+    if backward:
+      out = torch.nn.functional.conv2d(x, weight, padding=k // 2)
+      out.sum().backward()
+    else:
+      with torch.inference_mode():
+        torch.nn.functional.conv2d(x, weight, padding=k // 2)
+  return call
+
+
+def main() -> None:
+  parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument("--iters", type=int, default=10)
+  parser.add_argument("--accumulators", type=int, help=f"supertiny.conv register block (default {conv.ACCUMULATORS})")
+  parser.add_argument("--two-devices", action="store_true",
+                      help="time supertiny.conv on CPU:0 alone and on CPU:0 and CPU:1 at once")
+  args = parser.parse_args()
+  if args.accumulators:
+    conv.ACCUMULATORS = args.accumulators
+  sync = Device["CPU"].synchronize
+  generic = lambda x, w, p: x.conv2d(w, padding=p)  # noqa: E731
+  ours = lambda x, w, p: conv.conv2d(x, w, padding=p)  # noqa: E731
+  try:
+    import torch
+  except ImportError:
+    torch = None
+
+  if args.two_devices:
+    shape = LAYERS["espcn-map-train"]
+    one = tinygrad_case(shape, ours, False, "CPU:0")
+    other = tinygrad_case(shape, ours, False, "CPU:1")
+    def both():
+      one()
+      other()
+    def sync_both():
+      Device["CPU:0"].synchronize()
+      Device["CPU:1"].synchronize()
+    alone, together = timed(one, args.iters, sync_both), timed(both, args.iters, sync_both)
+    print(f"one layer on CPU:0: {alone:.2f} ms; the same layer on CPU:0 and on CPU:1 queued together: "
+          f"{together:.2f} ms ({together / alone:.2f}x; 1.0 would be parallel, 2.0 serial)")
+    return
+
+  print(f"{'layer':<16} {'pass':<9} {'generic ms':>10} {'kernels ms':>10} {'torch ms':>9} {'torch 1t ms':>11} "
+        f"{'speed-up':>8} {'vs torch':>8} {'vs 1t':>6} {'GFLOP/s':>8}")
+  for name, shape in LAYERS.items():
+    batch, cin, cout, h, w, k = shape
+    flops = 2 * batch * cout * cin * k * k * h * w
+    for backward in (False, True):
+      g = timed(tinygrad_case(shape, generic, backward), args.iters, sync)
+      s = timed(tinygrad_case(shape, ours, backward), args.iters, sync)
+      t = t1 = float("nan")
+      if torch is not None:
+        threads = torch.get_num_threads()
+        t = timed(torch_case(shape, backward), args.iters)
+        torch.set_num_threads(1)
+        t1 = timed(torch_case(shape, backward), args.iters)
+        torch.set_num_threads(threads)
+      work = flops * (3 if backward else 1)
+      print(f"{name:<16} {'fwd+bwd' if backward else 'forward':<9} {g:10.2f} {s:10.2f} {t:9.2f} {t1:11.2f} "
+            f"{g / s:8.2f} {s / t:8.2f} {s / t1:6.2f} {work / s / 1e6:8.1f}", flush=True)
+
+
+if __name__ == "__main__":
+  main()

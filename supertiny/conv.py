@@ -1,0 +1,137 @@
+"""Stride-1 2-D convolution written as explicit tinygrad kernels for the CPU backend.
+
+tinygrad's generic convolution on CPU runs at 3-5 GFLOP/s on this project's workloads: its heuristic upcasts
+the reduction, and clang then builds scalar dot products. The same convolution written as a kernel whose
+*output* axes are unrolled (a block of `ou` output channels times `xu` neighbouring pixels, accumulated over input
+channels and taps) compiles to broadcast-and-FMA vector code at 25-55 GFLOP/s on one core. See
+docs/performance.md for the measurements.
+
+The kernels are built with tinygrad's own `custom_kernel` API: no C, no fork. Each output pixel sums its products
+in the same order (input channel, then kernel row, then kernel column) whatever the image size, so results do
+not depend on tile sizes. Gradients are kernels too: the input gradient is a convolution of the padded output
+gradient with the flipped kernel, the weight gradient a channels-last kernel with per-image partial sums.
+
+Elsewhere (CUDA and other backends, where tinygrad's heuristics use the GPU's own parallelism) `conv2d` is
+`Tensor.conv2d`. `SUPERTINY_CONV=tinygrad` selects tinygrad's generic convolution on the CPU too.
+"""
+
+from __future__ import annotations
+
+import os
+
+from tinygrad import Tensor, UOp
+from tinygrad.uop.ops import AxisType, KernelInfo, Ops
+
+# Register blocks. tinygrad's C renderer loads at most four floats at a time and clang then vectorises 4-wide, so
+# a block of 32 accumulators fills eight of the sixteen SSE/AVX registers without spilling.
+CHANNEL_BLOCKS = (8, 6, 4, 3, 2, 1)
+ACCUMULATORS = 32
+ROW_BLOCKS = (32, 16, 8, 4)
+PARTIAL_BYTES = 256 * 1024  # weight gradient: input rows summed per partial result, sized to stay in L2
+
+
+def kernel_path(device: str | tuple) -> bool:
+  """Whether `conv2d` uses the explicit kernels on `device`: the CPU backend, unless SUPERTINY_CONV=tinygrad or
+  tinygrad's Winograd rewrite (WINO=1) is asked for. Tensors sharded over several devices (data-parallel training)
+  take tinygrad's convolution: a custom kernel sees the whole tensor's shape, not its shard's."""
+  if os.environ.get("SUPERTINY_CONV", "kernel").lower() == "tinygrad" or os.environ.get("WINO", "0") not in ("", "0"):
+    return False
+  return isinstance(device, str) and device.split(":")[0].upper() == "CPU"
+
+
+def conv2d(x: Tensor, weight: Tensor, bias: Tensor | None = None, padding: int = 0) -> Tensor:
+  """Stride-1, ungrouped convolution of NCHW `x` with OIHW `weight`, zero padding `padding` on every side: the
+  same result as `x.conv2d(weight, bias, padding=padding)`."""
+  if not kernel_path(x.device):
+    return x.conv2d(weight, bias, padding=padding)
+  out = _valid_conv(x.pad((padding, padding, padding, padding)) if padding else x, weight)
+  return out if bias is None else out + bias.reshape(1, -1, 1, 1)
+
+
+def _channel_block(channels: int, limit: int = 8) -> int:
+  return next(b for b in CHANNEL_BLOCKS if channels % b == 0 and b <= limit)
+
+
+def _row_block(width: int, channel_block: int) -> int:
+  """Pixels per register block: enough accumulators to hide FMA latency, not so many that padding the row to a
+  whole number of blocks wastes more than a quarter of the work."""
+  for block in ROW_BLOCKS:
+    if block * channel_block <= ACCUMULATORS and (-width % block) <= width // 4:
+      return block
+  return ROW_BLOCKS[-1]
+
+
+def _valid_conv(x: Tensor, weight: Tensor) -> Tensor:
+  """Unpadded ('valid') convolution; the width is padded on the right to a whole number of register blocks and the
+  result cropped back."""
+  batch, _, height, width = x.shape
+  out_channels, _, kh, kw = weight.shape
+  out_h, out_w = height - kh + 1, width - kw + 1
+  if out_h < 1 or out_w < 1:
+    raise ValueError(f"conv2d: input {height}x{width} is smaller than the {kh}x{kw} kernel")
+  ou = _channel_block(out_channels)
+  xu = _row_block(out_w, ou)
+  extra = -out_w % xu
+  xp = (x.pad((0, extra, 0, 0)) if extra else x).contiguous()
+  out = Tensor.empty(batch, out_channels, out_h, out_w + extra, device=x.device, dtype=x.dtype)
+  taps_last = weight.permute(1, 2, 3, 0).contiguous()  # (in, kh, kw, out): a block's weights are adjacent
+  out = out.custom_kernel(xp, taps_last, fxn=lambda o, i, w: _conv_kernel(o, i, w, ou, xu),
+                          grad_fxn=_conv_backward)[0]
+  return out[:, :, :, :out_w] if extra else out
+
+
+def _conv_kernel(out: UOp, x: UOp, w: UOp, ou: int, xu: int) -> UOp:
+  """out[b, o, y, x] = sum over c, i, j of x[b, c, y+i, x+j] * w[c, i, j, o], with `ou` channels times `xu`
+  pixels held in registers."""
+  batch, channels_out, height, width = out.shape
+  channels_in, kh, kw = w.shape[:3]
+  b, oo, y, xo = (UOp.range(n, axis) for axis, n in enumerate((batch, channels_out // ou, height, width // xu)))
+  oi, xi = UOp.range(ou, 4, AxisType.UPCAST), UOp.range(xu, 5, AxisType.UPCAST)
+  c, i, j = (UOp.range(n, 6 + k, AxisType.REDUCE) for k, n in enumerate((channels_in, kh, kw)))
+  o, col = oo * ou + oi, xo * xu + xi
+  total = (x[b, c, y + i, col + j] * w[c, i, j, o]).reduce(c, i, j, arg=Ops.ADD)
+  name = f"conv_{channels_in}_{channels_out}_{kh}x{kw}"
+  return out[b, o, y, col].store(total).end(b, oo, y, xo, oi, xi).sink(arg=KernelInfo(name=name, opts_to_apply=()))
+
+
+def _weight_grad_kernel(out: UOp, grad: UOp, x: UOp, cu: int, ou: int, rows: int) -> UOp:
+  """Channels-last partial weight gradients: out[p, i, j, o, c] = sum over the `rows` output rows of part p (and
+  their columns) of grad[b, y, x, o] * x[b, y+i, x+j, c]."""
+  parts, kh, kw, channels_out, channels_in = out.shape
+  batch, height, width = grad.shape[:3]
+  per_image = parts // batch
+  p, i, j, oo, co = (UOp.range(n, axis) for axis, n in enumerate((parts, kh, kw, channels_out // ou,
+                                                                    channels_in // cu)))
+  oi, ci = UOp.range(ou, 5, AxisType.UPCAST), UOp.range(cu, 6, AxisType.UPCAST)
+  r, col = UOp.range(rows, 7, AxisType.REDUCE), UOp.range(width, 8, AxisType.REDUCE)
+  b, y = p // per_image, (p % per_image) * rows + r
+  o, c = oo * ou + oi, co * cu + ci
+  total = (grad[b, y, col, o] * x[b, y + i, col + j, c]).reduce(r, col, arg=Ops.ADD)
+  name = f"conv_wgrad_{channels_in}_{channels_out}_{kh}x{kw}"
+  return out[p, i, j, o, c].store(total).end(p, i, j, oo, co, oi, ci).sink(arg=KernelInfo(name=name,
+                                                                                         opts_to_apply=()))
+
+
+def _conv_backward(gradient: UOp, kernel: UOp) -> tuple[UOp | None, UOp, UOp]:
+  _, x_uop, w_uop = kernel.src[1:]  # the call's sources: its body, then its arguments (output, input, weight)
+  grad, x, taps_last = Tensor(gradient), Tensor(x_uop), Tensor(w_uop)
+  weight = taps_last.permute(3, 0, 1, 2)  # back to (out, in, kh, kw)
+  kh, kw = weight.shape[2:]
+  # input gradient: a full convolution of the output gradient with the flipped, transposed kernel
+  flipped = weight.flip((2, 3)).permute(1, 0, 2, 3)
+  grad_x = _valid_conv(grad.pad((kw - 1, kw - 1, kh - 1, kh - 1)), flipped)
+  # weight gradient: channels-last so that one of the two channel axes is contiguous for the vector unit
+  batch, channels_out, height, width = grad.shape
+  channels_in = weight.shape[1]
+  cu = _channel_block(channels_in)
+  ou = _channel_block(channels_out, ACCUMULATORS // cu)
+  rows = max(1, min(height, PARTIAL_BYTES // max(1, 4 * width * (channels_in + channels_out))))
+  while height % rows:
+    rows -= 1
+  parts = batch * (height // rows)
+  grad_t, x_t = grad.permute(0, 2, 3, 1).contiguous(), x.permute(0, 2, 3, 1).contiguous()
+  partial = Tensor.empty(parts, kh, kw, channels_out, channels_in, device=grad.device, dtype=grad.dtype)
+  partial = partial.custom_kernel(grad_t, x_t, fxn=lambda out, g, i: _weight_grad_kernel(out, g, i, cu, ou, rows))[0]
+  grad_taps = partial.sum(0).permute(3, 0, 1, 2)  # (kh, kw, out, in) -> (in, kh, kw, out), the kernel's layout
+  return None, grad_x.uop, grad_taps.uop
+
