@@ -13,10 +13,9 @@ PyTorch is optional (the columns are left out without it).
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import numpy as np
+from timing import median_ms  # benchmarks/timing.py, beside this script
 from tinygrad import Device, Tensor, TinyJit
 
 from supertiny import conv
@@ -26,19 +25,6 @@ LAYERS = {
   "espcn-map-train": (16, 64, 32, 24, 24, 3),
   "edsr-body-infer": (1, 64, 64, 64, 64, 3),
 }
-
-
-def timed(call, iters: int, sync=lambda: None) -> float:
-  for _ in range(3):
-    call()
-  sync()
-  times = []
-  for _ in range(iters):
-    began = time.perf_counter()
-    call()
-    sync()
-    times.append(time.perf_counter() - began)
-  return statistics.median(times) * 1000
 
 
 def tinygrad_case(shape, fn, backward: bool, device: str = "CPU"):
@@ -104,7 +90,7 @@ def main() -> None:
     def sync_both():
       Device["CPU:0"].synchronize()
       Device["CPU:1"].synchronize()
-    alone, together = timed(one, args.iters, sync_both), timed(both, args.iters, sync_both)
+    alone, together = median_ms(one, args.iters, sync_both), median_ms(both, args.iters, sync_both)
     print(f"one layer on CPU:0: {alone:.2f} ms; the same layer on CPU:0 and on CPU:1 queued together: "
           f"{together:.2f} ms ({together / alone:.2f}x; 1.0 would be parallel, 2.0 serial)")
     return
@@ -115,14 +101,14 @@ def main() -> None:
     batch, cin, cout, h, w, k = shape
     flops = 2 * batch * cout * cin * k * k * h * w
     for backward in (False, True):
-      g = timed(tinygrad_case(shape, generic, backward), args.iters, sync)
-      s = timed(tinygrad_case(shape, ours, backward), args.iters, sync)
+      g = median_ms(tinygrad_case(shape, generic, backward), args.iters, sync)
+      s = median_ms(tinygrad_case(shape, ours, backward), args.iters, sync)
       t = t1 = float("nan")
       if torch is not None:
         threads = torch.get_num_threads()
-        t = timed(torch_case(shape, backward), args.iters)
+        t = median_ms(torch_case(shape, backward), args.iters)
         torch.set_num_threads(1)
-        t1 = timed(torch_case(shape, backward), args.iters)
+        t1 = median_ms(torch_case(shape, backward), args.iters)
         torch.set_num_threads(threads)
       work = flops * (3 if backward else 1)
       print(f"{name:<16} {'fwd+bwd' if backward else 'forward':<9} {g:10.2f} {s:10.2f} {t:9.2f} {t1:11.2f} "

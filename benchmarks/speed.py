@@ -36,8 +36,10 @@ MODELS = {
 }
 
 CHILD = r"""
-import json, os, resource, statistics, sys, time
+import json, os, resource, sys
 sys.path.insert(0, os.path.join(sys.argv[1], "tests", "models"))
+sys.path.insert(0, os.path.join(sys.argv[1], "benchmarks"))
+from timing import median_ms
 import numpy as np
 framework, name, mode, batch, height, width, iters = sys.argv[2], sys.argv[3], sys.argv[4], *map(int, sys.argv[5:9])
 scale, channels, options, reference = json.loads(sys.argv[9])
@@ -95,16 +97,7 @@ else:
   def peak():
     return torch.cuda.max_memory_allocated() / 2**20 if device == "cuda" else None
 
-for _ in range(3):  # warm-up: tinygrad compiles and captures its jit here
-  call()
-sync()
-times = []
-for _ in range(iters):
-  began = time.perf_counter()
-  call()
-  sync()
-  times.append(time.perf_counter() - began)
-ms = statistics.median(times) * 1000
+ms = median_ms(call, iters, sync)
 rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 print(json.dumps({"ms": ms, "images_per_s": batch / ms * 1000, "peak_device_mib": peak(), "peak_rss_mib": rss,
                   "device": str(device)}))

@@ -98,7 +98,7 @@ def _weight_grad_kernel(out: UOp, grad: UOp, x: UOp, cu: int, ou: int, rows: int
   """Channels-last partial weight gradients: out[p, i, j, o, c] = sum over the `rows` output rows of part p (and
   their columns) of grad[b, y, x, o] * x[b, y+i, x+j, c]."""
   parts, kh, kw, channels_out, channels_in = out.shape
-  batch, height, width = grad.shape[:3]
+  batch, _, width = grad.shape[:3]
   per_image = parts // batch
   p, i, j, oo, co = (UOp.range(n, axis) for axis, n in enumerate((parts, kh, kw, channels_out // ou,
                                                                     channels_in // cu)))
@@ -125,7 +125,8 @@ def _conv_backward(gradient: UOp, kernel: UOp) -> tuple[UOp | None, UOp, UOp]:
   channels_in = weight.shape[1]
   cu = _channel_block(channels_in)
   ou = _channel_block(channels_out, ACCUMULATORS // cu)
-  rows = max(1, min(height, PARTIAL_BYTES // max(1, 4 * width * (channels_in + channels_out))))
+  row_bytes = grad.dtype.itemsize * width * (channels_in + channels_out)
+  rows = max(1, min(height, PARTIAL_BYTES // row_bytes))
   while height % rows:
     rows -= 1
   parts = batch * (height // rows)
