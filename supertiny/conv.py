@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 
-from tinygrad import Tensor, UOp
+from tinygrad import Tensor, UOp, dtypes
 from tinygrad.uop.ops import AxisType, KernelInfo, Ops
 
 # Register blocks. tinygrad's C renderer loads at most four floats at a time and clang then vectorises 4-wide, so
@@ -44,6 +44,11 @@ def conv2d(x: Tensor, weight: Tensor, bias: Tensor | None = None, padding: int =
   same result as `x.conv2d(weight, bias, padding=padding)`."""
   if not kernel_path(x.device):
     return x.conv2d(weight, bias, padding=padding)
+  if x.dtype != dtypes.float32:
+    # half models on the CPU: accumulate in float32, as tinygrad's own reductions and PyTorch do (float16 sums of
+    # hundreds of products lose about three bits); the CPU has no faster float16 arithmetic to give up
+    wide = conv2d(x.float(), weight.float(), None if bias is None else bias.float(), padding)
+    return wide.cast(x.dtype)
   out = _valid_conv(x.pad((padding, padding, padding, padding)) if padding else x, weight)
   return out if bias is None else out + bias.reshape(1, -1, 1, 1)
 

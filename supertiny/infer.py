@@ -18,13 +18,24 @@ from .models.registry import SRModel
 from .ops import imresize, rgb_to_ycbcr, ycbcr_to_rgb
 
 
-def run_model(model: SRModel, planes: np.ndarray) -> np.ndarray:
-  """HxWxC float array in [0, 1] -> the model's HxWxC output (unclipped); one tensor call."""
+def model_input(model: SRModel, planes: np.ndarray) -> Tensor:
+  """HxWxC float array -> the model's 1xCxHxW input, in its weights' dtype: a model made under DEFAULT_FLOAT=HALF
+  then computes in half precision (a float32 input would promote every layer back to float32)."""
   x = Tensor(np.ascontiguousarray(planes.transpose(2, 0, 1)[None], dtype=np.float32))
   params = model.parameters()
   if params and isinstance(params[0].device, tuple):
     x = x.shard(params[0].device)  # weights replicated over several devices (data-parallel training)
-  return model(x).numpy()[0].transpose(1, 2, 0).astype(np.float64)
+  return x.cast(params[0].dtype) if params and params[0].dtype != x.dtype else x
+
+
+def model_output(out: Tensor) -> np.ndarray:
+  """The model's 1xCxHxW output -> HxWxC float64 (a copy)."""
+  return out.float().numpy()[0].transpose(1, 2, 0).astype(np.float64)
+
+
+def run_model(model: SRModel, planes: np.ndarray) -> np.ndarray:
+  """HxWxC float array in [0, 1] -> the model's HxWxC output (unclipped); one tensor call."""
+  return model_output(model(model_input(model, planes)))
 
 
 class JitRunner:
@@ -36,11 +47,11 @@ class JitRunner:
     self.jits: dict[tuple[int, ...], TinyJit] = {}
 
   def __call__(self, model: SRModel, planes: np.ndarray) -> np.ndarray:
-    x = Tensor(np.ascontiguousarray(planes.transpose(2, 0, 1)[None], dtype=np.float32)).realize()
+    x = model_input(model, planes).realize()
     if x.shape not in self.jits:
       self.jits[x.shape] = TinyJit(lambda t: self.model()(t).realize())
-    # .numpy() copies: the jit reuses its output buffer on the next call
-    return self.jits[x.shape](x).numpy()[0].transpose(1, 2, 0).astype(np.float64)
+    # model_output copies: the jit reuses its output buffer on the next call
+    return model_output(self.jits[x.shape](x))
 
 
 _RUNNERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> its JitRunner, while the model lives
