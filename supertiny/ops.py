@@ -1,4 +1,4 @@
-"""Tensor and array ops: pixel shuffle, MATLAB-compatible resize, colour conversion, modcrop.
+"""Tensor and array ops: pixel shuffle, tanh, MATLAB-compatible resize, colour conversion, modcrop.
 
 Arrays are numpy images laid out HxWxC (or HxW); tensors are tinygrad NCHW. The resize and colour functions
 come in both flavours and share one definition of the maths, so data preparation (numpy, float64) and models
@@ -12,7 +12,7 @@ from collections.abc import Callable
 from functools import lru_cache
 
 import numpy as np
-from tinygrad import Tensor
+from tinygrad import Tensor, dtypes
 
 # ---------------------------------------------------------------------------------------------------------------
 # Pixel shuffle (sub-pixel convolution), with PyTorch's channel ordering: channel c*r*r + i*r + j of the input
@@ -35,6 +35,37 @@ def pixel_unshuffle(x: Tensor, factor: int) -> Tensor:
     raise ValueError(f"pixel_unshuffle: size {h}x{w} is not divisible by {factor}")
   return (x.reshape(n, c, h // factor, factor, w // factor, factor).permute(0, 1, 3, 5, 2, 4)
           .reshape(n, c * factor * factor, h // factor, w // factor))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# tanh as a rational function. tinygrad builds tanh from its own exp2, a range reduction with inf/nan branches
+# that clang compiles to scalar code: 8-12 ns per value on this project's CPU, as long as a convolution layer of
+# ESPCN. x * P(x^2) / Q(x^2) is nine multiply-adds, a division and a clamp, which vectorise (about 1 ns per value).
+# The coefficients are a Lawson-weighted least-squares fit to tanh on [0, 9] with P(0) = Q(0) = 1 (so tanh(x) ~ x
+# near zero); in float32 the result is within 3.5e-7 of tanh everywhere (tanh(9) is 1 - 3e-8) and the gradient,
+# by autograd through the formula, within 4e-7 of 1 - tanh^2 (tests/test_ops.py).
+
+TANH_CLAMP = 9.0
+TANH_NUMERATOR = (1.0, 0.13380318854262213, 0.0034947598196334345, 2.059610465523673e-05, 1.333808027914607e-08)
+TANH_DENOMINATOR = (1.0, 0.4671363627869676, 0.025873797708077705, 0.00032843068027551344, 7.769468811694136e-07)
+
+
+def _polynomial(s: Tensor, coefficients: tuple[float, ...]) -> Tensor:
+  """coefficients[0] + coefficients[1] * s + ..., by Horner's rule."""
+  out = s * coefficients[-1] + coefficients[-2]
+  for c in reversed(coefficients[:-2]):
+    out = out * s + c
+  return out
+
+
+def tanh(x: Tensor) -> Tensor:
+  """tanh, within 3.5e-7 in float32 and several times faster than Tensor.tanh on the CPU. Half-precision inputs
+  are computed in float32 (the smallest coefficient is below float16's range)."""
+  if x.dtype != dtypes.float32 and dtypes.is_float(x.dtype):
+    return tanh(x.float()).cast(x.dtype)
+  x = x.clip(-TANH_CLAMP, TANH_CLAMP)
+  s = x * x
+  return x * _polynomial(s, TANH_NUMERATOR) / _polynomial(s, TANH_DENOMINATOR)
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from skimage.color import rgb2ycbcr as sk_rgb2ycbcr
 from skimage.color import ycbcr2rgb as sk_ycbcr2rgb
-from tinygrad import Tensor
+from tinygrad import Tensor, dtypes
 
 from supertiny.ops import (
   imresize,
@@ -18,6 +18,7 @@ from supertiny.ops import (
   resize_matrix,
   rgb_to_y,
   rgb_to_ycbcr,
+  tanh,
   ycbcr_to_rgb,
 )
 
@@ -175,3 +176,25 @@ def test_modcrop():
   image = np.zeros((13, 22, 3))
   assert modcrop(image, 4).shape == (12, 20, 3)
   assert modcrop(image, 1).shape == (13, 22, 3)
+
+
+def test_rational_tanh_matches_torch_in_value_and_gradient():
+  # dense over the fitted range, past the clamp, and down to tiny values where tanh(x) ~ x must hold relatively
+  x = np.concatenate([np.linspace(-12, 12, 200_001), np.geomspace(1e-30, 1, 2_000), -np.geomspace(1e-30, 1, 2_000),
+                      [0.0]]).astype(np.float32)
+  t = torch.from_numpy(x.astype(np.float64)).requires_grad_()
+  torch.tanh(t).sum().backward()
+  ours = Tensor(x)
+  (grad,) = tanh(ours).sum().gradient(ours)
+  exact = np.tanh(x.astype(np.float64))
+  np.testing.assert_allclose(tanh(ours).numpy(), exact, atol=3.5e-7, rtol=0)
+  tiny = np.abs(x) < 1e-3
+  np.testing.assert_allclose(tanh(Tensor(x[tiny])).numpy(), exact[tiny], rtol=1e-6, atol=0)
+  np.testing.assert_allclose(grad.numpy(), t.grad.numpy(), atol=5e-7, rtol=0)
+
+
+def test_rational_tanh_keeps_half_precision_inputs_half():
+  x = np.linspace(-10, 10, 4001).astype(np.float16)
+  out = tanh(Tensor(x))
+  assert out.dtype == dtypes.half
+  np.testing.assert_allclose(out.numpy().astype(np.float64), np.tanh(x.astype(np.float64)), atol=1e-3, rtol=0)

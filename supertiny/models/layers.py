@@ -8,6 +8,7 @@ from collections.abc import Callable
 from tinygrad import Tensor, nn
 
 from ..conv import conv2d
+from ..ops import tanh
 
 ACTIVATIONS = ("relu", "tanh", "prelu", "leaky_relu", "gelu")
 
@@ -28,7 +29,10 @@ def activation(name: str, channels: int) -> Callable[[Tensor], Tensor]:
   if name == "relu":
     return Tensor.relu
   if name == "tanh":
-    return Tensor.tanh
+    # a rational tanh (supertiny.ops: tinygrad's own costs as much as a convolution layer on the CPU), realised on
+    # its own: fused into the next convolution's padding copy, each of its ~15 operations would carry the border
+    # mask and compile to scalar code
+    return lambda x: tanh(x).contiguous()
   if name == "prelu":
     return PReLU(channels)
   if name == "leaky_relu":
