@@ -6,6 +6,7 @@ backward).
   .venv/bin/python benchmarks/conv_kernels.py                    # ESPCN's middle layer and an EDSR body conv
   .venv/bin/python benchmarks/conv_kernels.py --accumulators 64  # supertiny.conv with larger register blocks
   .venv/bin/python benchmarks/conv_kernels.py --two-devices      # do CPU:0 and CPU:1 run at the same time?
+  .venv/bin/python benchmarks/conv_kernels.py --layers edsr-upsampler-infer --iters 3
 
 PyTorch is optional (the columns are left out without it).
 """
@@ -13,6 +14,7 @@ PyTorch is optional (the columns are left out without it).
 from __future__ import annotations
 
 import argparse
+import sys
 
 import numpy as np
 from timing import median_ms  # benchmarks/timing.py, beside this script
@@ -24,7 +26,9 @@ from supertiny import conv
 LAYERS = {
   "espcn-map-train": (16, 64, 32, 24, 24, 3),
   "edsr-body-infer": (1, 64, 64, 64, 64, 3),
+  "edsr-upsampler-infer": (1, 64, 256, 128, 128, 3),  # EDSR x4's second upsampling convolution, 64x64 input
 }
+DEFAULT_LAYERS = ("espcn-map-train", "edsr-body-infer")
 
 
 def tinygrad_case(shape, fn, backward: bool, device: str = "CPU"):
@@ -66,6 +70,7 @@ def torch_case(shape, backward: bool):
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument("--iters", type=int, default=10)
+  parser.add_argument("--layers", default=",".join(DEFAULT_LAYERS), help=f"comma-separated, of {', '.join(LAYERS)}")
   parser.add_argument("--accumulators", type=int, help=f"supertiny.conv register block (default {conv.ACCUMULATORS})")
   parser.add_argument("--two-devices", action="store_true",
                       help="time supertiny.conv on CPU:0 alone and on CPU:0 and CPU:1 at once")
@@ -97,7 +102,11 @@ def main() -> None:
 
   print(f"{'layer':<16} {'pass':<9} {'generic ms':>10} {'kernels ms':>10} {'torch ms':>9} {'torch 1t ms':>11} "
         f"{'speed-up':>8} {'vs torch':>8} {'vs 1t':>6} {'GFLOP/s':>8}")
-  for name, shape in LAYERS.items():
+  unknown = [n for n in args.layers.split(",") if n not in LAYERS]
+  if unknown:
+    sys.exit(f"unknown layer(s) {', '.join(unknown)}; choose from {', '.join(LAYERS)}")
+  for name in args.layers.split(","):
+    shape = LAYERS[name]
     batch, cin, cout, h, w, k = shape
     flops = 2 * batch * cout * cin * k * k * h * w
     for backward in (False, True):

@@ -27,6 +27,7 @@ from tinygrad.uop.ops import AxisType, KernelInfo, Ops
 CHANNEL_BLOCKS = (8, 6, 4, 3, 2, 1)
 ACCUMULATORS = 32
 ROW_BLOCKS = (32, 16, 8, 4)
+WEIGHT_GROUP_BYTES = 160 * 1024  # forward: weights of the output channels that one pass over the rows serves
 PARTIAL_BYTES = 256 * 1024  # weight gradient: input rows summed per partial result, sized to stay in L2
 
 
@@ -85,18 +86,32 @@ def _valid_conv(x: Tensor, weight: Tensor) -> Tensor:
   return out[:, :, :, :out_w] if extra else out
 
 
+def _channel_group(channels_in: int, channels_out: int, kernel: int, ou: int, itemsize: int) -> int:
+  """Output-channel blocks whose weights are kept in L2 while the kernel walks the rows: the largest number of
+  blocks (dividing the block count) whose weights fit in WEIGHT_GROUP_BYTES."""
+  blocks = channels_out // ou
+  block_bytes = ou * channels_in * kernel * kernel * itemsize
+  return next(g for g in range(blocks, 0, -1) if blocks % g == 0 and (g * block_bytes <= WEIGHT_GROUP_BYTES or g == 1))
+
+
 def _conv_kernel(out: UOp, x: UOp, w: UOp, ou: int, xu: int) -> UOp:
   """out[b, o, y, x] = sum over c, i, j of x[b, c, y+i, x+j] * w[c, i, j, o], with `ou` channels times `xu`
   pixels held in registers."""
   batch, channels_out, height, width = out.shape
   channels_in, kh, kw = w.shape[:3]
-  b, oo, y, xo = (UOp.range(n, axis) for axis, n in enumerate((batch, channels_out // ou, height, width // xu)))
-  oi, xi = UOp.range(ou, 4, AxisType.UPCAST), UOp.range(xu, 5, AxisType.UPCAST)
-  c, i, j = (UOp.range(n, 6 + k, AxisType.REDUCE) for k, n in enumerate((channels_in, kh, kw)))
-  o, col = oo * ou + oi, xo * xu + xi
+  # loops nest in the ranges' axis order: image, group of output-channel blocks, row, block within the group,
+  # column block. A group's weights stay in L2 while the rows pass; a row's inputs stay in L2 while the group's
+  # blocks use them. (One whole sweep of the input per block, the simple order, made EDSR's 64->256 upsampler
+  # convolution at 128x128 run at half the speed.)
+  group = _channel_group(channels_in, channels_out, kh, ou, w.dtype.itemsize)
+  sizes = (batch, channels_out // ou // group, height, group, width // xu)
+  b, og, y, oj, xo = (UOp.range(n, axis) for axis, n in enumerate(sizes))
+  oi, xi = UOp.range(ou, 5, AxisType.UPCAST), UOp.range(xu, 6, AxisType.UPCAST)
+  c, i, j = (UOp.range(n, 7 + k, AxisType.REDUCE) for k, n in enumerate((channels_in, kh, kw)))
+  o, col = (og * group + oj) * ou + oi, xo * xu + xi
   total = (x[b, c, y + i, col + j] * w[c, i, j, o]).reduce(c, i, j, arg=Ops.ADD)
   name = f"conv_{channels_in}_{channels_out}_{kh}x{kw}"
-  return out[b, o, y, col].store(total).end(b, oo, y, xo, oi, xi).sink(arg=KernelInfo(name=name, opts_to_apply=()))
+  return out[b, o, y, col].store(total).end(b, og, y, oj, xo, oi, xi).sink(arg=KernelInfo(name=name, opts_to_apply=()))
 
 
 def _weight_grad_kernel(out: UOp, grad: UOp, x: UOp, cu: int, ou: int, rows: int) -> UOp:
@@ -115,6 +130,29 @@ def _weight_grad_kernel(out: UOp, grad: UOp, x: UOp, cu: int, ou: int, rows: int
   name = f"conv_wgrad_{channels_in}_{channels_out}_{kh}x{kw}"
   return out[p, i, j, o, c].store(total).end(p, i, j, oo, co, oi, ci).sink(arg=KernelInfo(name=name,
                                                                                          opts_to_apply=()))
+
+
+def _parts_sum_kernel(out: UOp, partial: UOp, block: int) -> UOp:
+  """out[m] = sum over p of partial[p, m], `block` neighbouring outputs per pass over the parts."""
+  (size,) = out.shape
+  mo, mi = UOp.range(size // block, 0), UOp.range(block, 1, AxisType.UPCAST)
+  p = UOp.range(partial.shape[0], 2, AxisType.REDUCE)
+  m = mo * block + mi
+  total = partial[p, m].reduce(p, arg=Ops.ADD)
+  return out[m].store(total).end(mo, mi).sink(arg=KernelInfo(name=f"conv_wgrad_sum_{size}", opts_to_apply=()))
+
+
+def _sum_parts(partial: Tensor) -> Tensor:
+  """partial.sum(0), 4x faster on the CPU: tinygrad's own reduction walks the parts for two outputs at a time, a
+  strided read of every part per pair; here each pass over the parts serves 64 outputs."""
+  parts, shape = partial.shape[0], partial.shape[1:]
+  if parts == 1:
+    return partial[0]
+  size = partial.numel() // parts
+  block = next(b for b in (64, 32, 16, 8, 4, 2, 1) if size % b == 0)
+  out = Tensor.empty(size, device=partial.device, dtype=partial.dtype)
+  flat = partial.reshape(parts, size)
+  return out.custom_kernel(flat, fxn=lambda o, src: _parts_sum_kernel(o, src, block))[0].reshape(shape)
 
 
 def _conv_backward(gradient: UOp, kernel: UOp) -> tuple[UOp | None, UOp, UOp]:
@@ -138,6 +176,6 @@ def _conv_backward(gradient: UOp, kernel: UOp) -> tuple[UOp | None, UOp, UOp]:
   grad_t, x_t = grad.permute(0, 2, 3, 1).contiguous(), x.permute(0, 2, 3, 1).contiguous()
   partial = Tensor.empty(parts, kh, kw, channels_out, channels_in, device=grad.device, dtype=grad.dtype)
   partial = partial.custom_kernel(grad_t, x_t, fxn=lambda out, g, i: _weight_grad_kernel(out, g, i, cu, ou, rows))[0]
-  grad_taps = partial.sum(0).permute(3, 0, 1, 2)  # (kh, kw, out, in) -> (in, kh, kw, out), the kernel's layout
+  grad_taps = _sum_parts(partial).permute(3, 0, 1, 2)  # (kh, kw, out, in) -> (in, kh, kw, out), the kernel's layout
   return None, grad_x.uop, grad_taps.uop
 
