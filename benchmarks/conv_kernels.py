@@ -5,7 +5,8 @@ backward).
 
   .venv/bin/python benchmarks/conv_kernels.py                    # ESPCN's middle layer and an EDSR body conv
   .venv/bin/python benchmarks/conv_kernels.py --accumulators 64  # supertiny.conv with larger register blocks
-  .venv/bin/python benchmarks/conv_kernels.py --two-devices      # do CPU:0 and CPU:1 run at the same time?
+  .venv/bin/python benchmarks/conv_kernels.py --two-devices      # do CPU:0 and CPU:1 run at the same time
+                                                                 # (queued from one thread; from two threads)?
   .venv/bin/python benchmarks/conv_kernels.py --layers edsr-upsampler-infer --iters 3
 
 PyTorch is optional (the columns are left out without it).
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from timing import median_ms  # benchmarks/timing.py, beside this script
@@ -95,9 +97,15 @@ def main() -> None:
     def sync_both():
       Device["CPU:0"].synchronize()
       Device["CPU:1"].synchronize()
+    pool = ThreadPoolExecutor(2)
+    def threads():  # each device driven by its own Python thread (ctypes releases the GIL while a kernel runs)
+      for future in [pool.submit(one), pool.submit(other)]:
+        future.result()
     alone, together = median_ms(one, args.iters, sync_both), median_ms(both, args.iters, sync_both)
+    threaded = median_ms(threads, args.iters, sync_both)
     print(f"one layer on CPU:0: {alone:.2f} ms; the same layer on CPU:0 and on CPU:1 queued together: "
-          f"{together:.2f} ms ({together / alone:.2f}x; 1.0 would be parallel, 2.0 serial)")
+          f"{together:.2f} ms ({together / alone:.2f}x; 1.0 would be parallel, 2.0 serial); from two Python "
+          f"threads: {threaded:.2f} ms ({threaded / alone:.2f}x)")
     return
 
   print(f"{'layer':<16} {'pass':<9} {'generic ms':>10} {'kernels ms':>10} {'torch ms':>9} {'torch 1t ms':>11} "

@@ -14,7 +14,7 @@ REFERENCE.md's: a training step on 16 LR patches of 48x48 and inference from 480
 frames/s is the images/s column. tinygrad's own switches (ALLOW_TF32, BEAM, FUSE_OPTIM, WINO, DEFAULT_FLOAT)
 pass to its child processes from the environment; `--half` runs both frameworks in float16. On the CPU PyTorch
 runs twice: with all cores (the ratio) and with one thread (`ratio 1t`), because tinygrad 0.14's CPU backend runs
-every kernel on a single worker thread; the second ratio separates kernel quality from parallelism.
+every kernel on one thread; the second ratio separates kernel quality from parallelism.
 `SUPERTINY_CONV=tinygrad` measures tinygrad's generic convolution
 instead of supertiny.conv's kernels. PyTorch runs the reference implementations in tests/models/torch_reference.py,
 which the tests check equal to SuperTiny's models.
