@@ -39,8 +39,9 @@ def pixel_unshuffle(x: Tensor, factor: int) -> Tensor:
 
 # ---------------------------------------------------------------------------------------------------------------
 # tanh as a rational function. tinygrad builds tanh from its own exp2, a range reduction with inf/nan branches
-# that clang compiles to scalar code: 8-12 ns per value on this project's CPU, as long as a convolution layer of
-# ESPCN. x * P(x^2) / Q(x^2) is nine multiply-adds, a division and a clamp, which vectorise (about 1 ns per value).
+# that clang compiles to scalar code: up to 12 ns per value on this project's CPU (it depends on the shape), as long
+# as a convolution layer of ESPCN. x * P(x^2) / Q(x^2) is nine multiply-adds, a division and a clamp, which
+# vectorise (about 1 ns per value; benchmarks/activations.py).
 # The coefficients are a Lawson-weighted least-squares fit to tanh on [0, 9] with P(0) = Q(0) = 1 (so tanh(x) ~ x
 # near zero); in float32 the result is within 3.5e-7 of tanh everywhere (tanh(9) is 1 - 3e-8) and the gradient,
 # by autograd through the formula, within 4e-7 of 1 - tanh^2 (tests/test_ops.py).
@@ -61,7 +62,7 @@ def _polynomial(s: Tensor, coefficients: tuple[float, ...]) -> Tensor:
 def tanh(x: Tensor) -> Tensor:
   """tanh, within 3.5e-7 in float32 and several times faster than Tensor.tanh on the CPU. Half-precision inputs
   are computed in float32 (the smallest coefficient is below float16's range)."""
-  if x.dtype != dtypes.float32 and dtypes.is_float(x.dtype):
+  if x.dtype in (dtypes.half, dtypes.bfloat16):
     return tanh(x.float()).cast(x.dtype)
   x = x.clip(-TANH_CLAMP, TANH_CLAMP)
   s = x * x

@@ -212,3 +212,25 @@ def test_a_model_trained_for_the_band_count_sees_all_bands_at_once():
   direct = model(Tensor(scene.transpose(2, 0, 1)[None].astype(np.float32) / 65535)).numpy()[0].transpose(1, 2, 0)
   assert out.shape == (36, 42, 4) and out.dtype == np.uint16
   assert np.abs(out.astype(np.int64) - np.clip(np.round(direct * 65535), 0, 65535)).max() <= 1
+
+
+def test_jobs_write_the_same_files_and_report_the_same_errors(capsys, tmp_path):
+  sample = read_image(SAMPLE)
+  for i, (y, x) in enumerate(((0, 0), (17, 5), (30, 31))):
+    write_image(tmp_path / f"crop{i}.png", sample[y:y + 33, x:x + 29])
+  (tmp_path / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\nbroken")
+  inputs = sorted(tmp_path.glob("*.png"))
+  results = {}
+  for jobs in (1, 2):
+    code, out, err = run(capsys, "upscale", *inputs, "-o", tmp_path / f"out{jobs}", "--model", "espcn_x3_y",
+                         "--jobs", jobs)
+    assert code == 1
+    errors = [line for line in err.splitlines() if line.startswith("supertiny: error:")]
+    assert len(errors) == 1 and errors[0].startswith(f"supertiny: error: {tmp_path / 'corrupt.png'}: not a readable")
+    assert "1 of 4 file(s) failed" in err
+    results[jobs] = (sorted(out.splitlines()), {p.name: p.read_bytes() for p in (tmp_path / f"out{jobs}").iterdir()})
+  lines1, files1 = results[1]
+  lines2, files2 = results[2]
+  assert sorted(files1) == ["crop0.png", "crop1.png", "crop2.png"]
+  assert files1 == files2                                   # byte for byte
+  assert [line.replace("out1", "out2") for line in lines1] == lines2
