@@ -81,8 +81,8 @@ else:
   import torch_reference as ref
   if os.environ.get("BENCH_TORCH_THREADS"):
     torch.set_num_threads(int(os.environ["BENCH_TORCH_THREADS"]))
-  on_gpu = os.environ.get("DEV", "CPU").upper().startswith(("CUDA", "NV", "GPU"))
-  device = "cuda" if torch.cuda.is_available() and on_gpu else "cpu"
+  from speed import on_gpu
+  device = "cuda" if torch.cuda.is_available() and on_gpu() else "cpu"
   dtype = torch.float16 if half else torch.float32
   model = eval(reference).to(device, dtype)
   x, y = torch.from_numpy(lr).to(device, dtype), torch.from_numpy(hr).to(device, dtype)
@@ -117,6 +117,7 @@ print(json.dumps({"ms": ms, "images_per_s": batch / ms * 1000, "peak_device_mib"
 
 
 def on_gpu() -> bool:
+  """Whether DEV names a GPU backend (the cases and, in the child processes, PyTorch's device follow it)."""
   return os.environ.get("DEV", "CPU").upper().split(":")[0] in ("CUDA", "NV", "AMD", "METAL", "CL", "GPU")
 
 

@@ -63,16 +63,22 @@ def _start_worker(model: str | None, scale: int | None, channels: int, weights: 
   _WORKER_MODEL = load_model(model, scale, channels, weights)
 
 
-def _upscale_in_worker(source: Path, target: Path, tile: int, overlap: int | None,
-                       overwrite: bool) -> tuple[tuple[int, ...], str] | str:
-  """(shape, dtype) of the written output, or the one-line error for this file."""
+def _upscale_one(model, source: Path, target: Path, tile: int, overlap: int | None, overwrite: bool,
+                 progress=None) -> tuple[tuple[int, ...], str] | str:
+  """(shape, dtype) of the written output, or the one-line error for this file: one bad file (or a full disk)
+  must not cost the others."""
   from .upscaling import upscale_file
 
   try:
-    result = upscale_file(_WORKER_MODEL, source, target, tile, overlap, overwrite)
+    result = upscale_file(model, source, target, tile, overlap, overwrite, progress)
   except (SuperTinyError, OSError) as exc:
     return str(exc) if isinstance(exc, SuperTinyError) else f"{target}: {exc.strerror or exc}"
   return result.pixels.shape, str(result.pixels.dtype)
+
+
+def _upscale_in_worker(source: Path, target: Path, tile: int, overlap: int | None,
+                       overwrite: bool) -> tuple[tuple[int, ...], str] | str:
+  return _upscale_one(_WORKER_MODEL, source, target, tile, overlap, overwrite)
 
 
 def _upscale_jobs(args: argparse.Namespace, model, pairs: list[tuple[Path, Path]]):
@@ -100,7 +106,6 @@ def cmd_upscale(args: argparse.Namespace) -> int:
   from tqdm import tqdm
 
   from .models.pretrained import load_model
-  from .upscaling import upscale_file
 
   model = load_model(args.model, args.scale, args.channels, args.weights)
   pairs = _outputs(args.inputs, args.output)
@@ -114,12 +119,8 @@ def cmd_upscale(args: argparse.Namespace) -> int:
           bar.total = total
           bar.update(done - bar.n)
 
-        try:
-          result = upscale_file(model, source, target, args.tile, args.tile_overlap, args.overwrite, on_tile)
-        except (SuperTinyError, OSError) as exc:  # one bad file (or a full disk) must not cost the others
-          yield source, target, str(exc) if isinstance(exc, SuperTinyError) else f"{target}: {exc.strerror or exc}"
-          continue
-      yield source, target, (result.pixels.shape, str(result.pixels.dtype))
+        outcome = _upscale_one(model, source, target, args.tile, args.tile_overlap, args.overwrite, on_tile)
+      yield source, target, outcome
 
   with tqdm(total=len(pairs), unit="file", disable=not show or len(pairs) == 1) as files:
     outcomes = _upscale_jobs(args, model, pairs) if args.jobs > 1 and len(pairs) > 1 else one_by_one()
