@@ -57,16 +57,27 @@ hr = rng.random((batch, channels, height * scale, width * scale), dtype=np.float
 if framework == "tinygrad":
   from tinygrad import Device, GlobalCounters, Tensor, TinyJit, dtypes
   from tinygrad.nn.optim import Adam
+  from supertiny.cores import SplitForward, SplitTrainStep, core_devices, split_context
   from supertiny.models import create_model
-  from supertiny.train import make_train_step, training
+  from supertiny.train import LOSSES, make_train_step, training
   device = Device.DEFAULT
+  cores = core_devices(int(os.environ["BENCH_CORES"]) if os.environ.get("BENCH_CORES") else None)
   model = create_model(name, scale=scale, channels=channels, **options)
-  if mode == "train":
+  if mode == "train" and len(cores) > 1:  # one thread and CPU device per core, a share of the batch each
+    step = SplitTrainStep(model, Adam(model.parameters(), lr=1e-4), LOSSES["l1"], cores)
+    def call():
+      with training():
+        step(lr, hr)
+  elif mode == "train":
     step = make_train_step(model, Adam(model.parameters(), lr=1e-4), "l1")
     x, y = Tensor(lr, dtype=dtypes.default_float).realize(), Tensor(hr, dtype=dtypes.default_float).realize()
     def call():
       with training():
         step(x, y)
+  elif len(cores) > 1:  # bands of rows (or images) on one thread and CPU device per core; numpy in and out
+    split = SplitForward(model, cores, split_context(model.receptive_field))
+    def call():
+      split(lr)
   else:
     forward = TinyJit(lambda t: model(t).realize())
     x = Tensor(lr, dtype=dtypes.default_float).realize()
@@ -112,7 +123,8 @@ first_s = time.perf_counter() - began
 ms = median_ms(call, iters, sync, warmup=2)
 rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 print(json.dumps({"ms": ms, "images_per_s": batch / ms * 1000, "peak_device_mib": peak(), "peak_rss_mib": rss,
-                  "first_call_s": first_s, "device": str(device)}))
+                  "first_call_s": first_s, "device": str(device),
+                  "cores": len(cores) if framework == "tinygrad" else None}))
 """
 
 
@@ -122,7 +134,7 @@ def on_gpu() -> bool:
 
 
 def measure(framework: str, name: str, mode: str, batch: int, size: tuple[int, int], iters: int,
-            threads: int | None = None, half: bool = False) -> dict | None:
+            threads: int | None = None, half: bool = False, cores: int | None = None) -> dict | None:
   scale, channels, options, reference = MODELS[name]
   spec = json.dumps([scale, channels, options, reference])
   env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
@@ -130,6 +142,8 @@ def measure(framework: str, name: str, mode: str, batch: int, size: tuple[int, i
     env.update(BENCH_HALF="1", DEFAULT_FLOAT="HALF")
   if threads:
     env["BENCH_TORCH_THREADS"] = str(threads)
+  if cores:
+    env["BENCH_CORES"] = str(cores)
   done = subprocess.run([sys.executable, "-c", CHILD, str(ROOT), framework, name, mode, str(batch), str(size[0]),
                          str(size[1]), str(iters), spec], capture_output=True, text=True, env=env)
   if done.returncode != 0:
@@ -166,6 +180,8 @@ def main() -> None:
   parser.add_argument("--frameworks", default="tinygrad,torch", help="which to run [tinygrad,torch]")
   parser.add_argument("--half", action="store_true", help="float16 weights and data in both frameworks")
   parser.add_argument("--modes", default="train,infer", help="which to run [train,infer]")
+  parser.add_argument("--cores", type=int, help="CPU cores tinygrad uses, one thread and CPU device each "
+                      "(supertiny.cores) [all; SUPERTINY_CORES]")
   parser.add_argument("--infer-batch", dest="infer_batch", type=int, default=1,
                       help="frames per inference call on a GPU [1]")
   args = parser.parse_args()
@@ -182,7 +198,8 @@ def main() -> None:
   for name, mode, batch, size, iters in cases(args.quick, names, on_gpu(), args.infer_batch):
     if mode not in modes:
       continue
-    tiny = measure("tinygrad", name, mode, batch, size, iters, half=args.half) if "tinygrad" in frameworks else None
+    tiny = (measure("tinygrad", name, mode, batch, size, iters, half=args.half, cores=args.cores)
+            if "tinygrad" in frameworks else None)
     torch = measure("torch", name, mode, batch, size, iters, half=args.half) if "torch" in frameworks else None
     on_cpu = torch is not None and torch["device"] == "cpu"
     single = measure("torch", name, mode, batch, size, iters, threads=1, half=args.half) if on_cpu else None

@@ -51,7 +51,7 @@ _WORKER_MODEL = None  # the model of an `upscale --jobs` worker process, loaded 
 
 
 def _start_worker(model: str | None, scale: int | None, channels: int, weights: str | None,
-                  device: str | None) -> None:
+                  device: str | None, cores: int) -> None:
   global _WORKER_MODEL
   import os
 
@@ -59,6 +59,7 @@ def _start_worker(model: str | None, scale: int | None, channels: int, weights: 
 
   if device:
     os.environ["DEV"] = device  # this process has not opened a tinygrad device yet
+  os.environ["SUPERTINY_CORES"] = str(cores)  # the jobs share the cores
   warnings.simplefilter("ignore")  # the parent has shown load_model's warnings once
   _WORKER_MODEL = load_model(model, scale, channels, weights)
 
@@ -82,15 +83,17 @@ def _upscale_in_worker(source: Path, target: Path, tile: int, overlap: int | Non
 
 
 def _upscale_jobs(args: argparse.Namespace, model, pairs: list[tuple[Path, Path]]):
-  """(source, target, outcome) per file, from args.jobs worker processes, each with its own copy of the model:
-  tinygrad runs CPU kernels on the calling thread, so processes are what uses several cores."""
+  """(source, target, outcome) per file, from args.jobs worker processes, each with its own copy of the model and
+  an equal share of the cores (within a file, tiles run on that many cores at once)."""
   import multiprocessing
   from concurrent.futures import ProcessPoolExecutor
   from concurrent.futures.process import BrokenProcessPool
 
+  from .cores import core_devices
+
   jobs = min(args.jobs, len(pairs))
   context = multiprocessing.get_context("spawn")  # a fresh interpreter: no tinygrad state copied from this one
-  init = (args.model, model.scale, args.channels, args.weights, args.device)
+  init = (args.model, model.scale, args.channels, args.weights, args.device, max(1, len(core_devices()) // jobs))
   with ProcessPoolExecutor(jobs, mp_context=context, initializer=_start_worker, initargs=init) as pool:
     futures = [(s, t, pool.submit(_upscale_in_worker, s, t, args.tile, args.tile_overlap, args.overwrite))
                for s, t in pairs]
@@ -153,7 +156,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
   values = load_config(args.config) if args.config else {}
   for key in ("model", "scale", "train", "train_lr", "val", "steps", "batch", "patch", "lr", "loss", "optimizer",
-              "schedule", "warmup", "clip", "seed", "val_every", "save_every"):
+              "schedule", "warmup", "clip", "seed", "val_every", "save_every", "cores"):
     given = getattr(args, key)
     if given is not None:
       values[key] = given
@@ -383,6 +386,8 @@ def build_parser() -> argparse.ArgumentParser:
   tr.add_argument("--save-every", dest="save_every", type=_positive_int)
   tr.add_argument("--devices", metavar="N|DEV,DEV",
                   help="data-parallel over N devices of the default backend or the named ones (CUDA:0,CUDA:1)")
+  tr.add_argument("--cores", type=_positive_int,
+                  help="on the CPU: data-parallel over this many cores, one thread and CPU device each [all]")
   tr.add_argument("--no-cache", dest="no_cache", action="store_true",
                   help="do not keep degraded LR images on disk ($SUPERTINY_CACHE, ~/.cache/supertiny/degraded)")
   tr.add_argument("--out", required=True, metavar="RUN_DIR", help="run folder")

@@ -10,8 +10,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-from tinygrad import Tensor, TinyJit
+from tinygrad import Tensor
 
+from .cores import CorePool, DeviceRunner, core_devices
 from .data.images import from_float, to_float
 from .errors import SuperTinyError
 from .models.registry import SRModel
@@ -38,23 +39,29 @@ def run_model(model: SRModel, planes: np.ndarray) -> np.ndarray:
   return model_output(model(model_input(model, planes)))
 
 
-class JitRunner:
-  """run_model for many same-sized inputs (tiles): one TinyJit per input shape, so after two calls a tile replays
-  the captured kernels instead of being scheduled again. Holds the model weakly: it lives in a cache keyed by it."""
+class PlaneRunner:
+  """super_resolve's `run` through one device's jitted copy of the model: after two calls per input shape a tile
+  replays the captured kernels instead of being scheduled again, and its input is copied into the jit's input
+  buffer instead of becoming a new tensor."""
 
-  def __init__(self, model: SRModel):
-    self.model = weakref.ref(model)
-    self.jits: dict[tuple[int, ...], TinyJit] = {}
+  def __init__(self, runner: DeviceRunner):
+    self.runner = runner
 
   def __call__(self, model: SRModel, planes: np.ndarray) -> np.ndarray:
-    x = model_input(model, planes).realize()
-    if x.shape not in self.jits:
-      self.jits[x.shape] = TinyJit(lambda t: self.model()(t).realize())
-    # model_output copies: the jit reuses its output buffer on the next call
-    return model_output(self.jits[x.shape](x))
+    out = self.runner(np.ascontiguousarray(planes.transpose(2, 0, 1)[None], dtype=np.float32))
+    return out[0].transpose(1, 2, 0).astype(np.float64)
 
 
-_RUNNERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> its JitRunner, while the model lives
+_POOLS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> {devices: CorePool}, while it lives
+
+
+def core_pool(model: SRModel, cores: int | None = None) -> CorePool:
+  """The model's CorePool over `cores` CPU cores (None: SUPERTINY_CORES or all; on a GPU, the GPU), cached."""
+  devices = core_devices(cores)
+  pools = _POOLS.get(model) or _POOLS.setdefault(model, {})
+  if devices not in pools:
+    pools[devices] = CorePool(model, devices)
+  return pools[devices]
 
 
 def guess_alpha(model: SRModel, bands: int) -> bool:
@@ -169,14 +176,16 @@ def value_range(image: np.ndarray) -> tuple[float, float]:
 
 
 def upscale_tiled(model: SRModel, image: np.ndarray, tile: int = 256, overlap: int | None = None,
-                  alpha: bool | None = None, progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+                  alpha: bool | None = None, progress: Callable[[int, int], None] | None = None,
+                  cores: int | None = None) -> np.ndarray:
   """Super-resolve an image (HxW or HxWxC; uint8, uint16 or float) tile by tile into one of the same dtype.
 
   `tile` and `overlap` are in LR pixels (overlap None: the model's receptive field, or 32 for global models).
   Integers map to [0, 1] by their dtype's range, floats as value_range says; the output is clipped to that range.
   Working memory is one row of tiles in float64 at the output resolution plus the output itself.
   `alpha`: whether the last band is alpha (None: for 2- and 4-band images). `progress(done, total)` is called
-  after each tile.
+  after each tile. On the CPU, tiles run `cores` at a time, one per core (None: SUPERTINY_CORES or every core);
+  the result does not depend on it.
   """
   if image.ndim == 2:
     image = image[:, :, None]
@@ -201,27 +210,37 @@ def upscale_tiled(model: SRModel, image: np.ndarray, tile: int = 256, overlap: i
   band = np.zeros((0, width * s, bands))              # accumulated weighted output of the open HR rows
   band_weight = np.zeros((0, width * s, 1))
   band_top, done = 0, 0
-  runner = _RUNNERS.get(model) or _RUNNERS.setdefault(model, JitRunner(model))
-  for r, (y, wy) in enumerate(zip(rows.starts, rows.weights, strict=True)):
-    bottom = (y + rows.size) * s
-    grow = bottom - band_top - band.shape[0]
-    if grow > 0:
-      band = np.concatenate([band, np.zeros((grow, *band.shape[1:]))])
-      band_weight = np.concatenate([band_weight, np.zeros((grow, *band_weight.shape[1:]))])
-    for x, wx in zip(cols.starts, cols.weights, strict=True):
-      piece = (image[y: y + rows.size, x: x + cols.size].astype(np.float64) - lo) / (hi - lo)
-      result = super_resolve(model, piece, runner, alpha)
+  tiles = [(r, y, wy, x, wx) for r, (y, wy) in enumerate(zip(rows.starts, rows.weights, strict=True))
+           for x, wx in zip(cols.starts, cols.weights, strict=True)]
+
+  def compute(runner: DeviceRunner, tile: tuple) -> np.ndarray:
+    _, y, _, x, _ = tile
+    piece = (image[y: y + rows.size, x: x + cols.size].astype(np.float64) - lo) / (hi - lo)
+    return super_resolve(model, piece, PlaneRunner(runner), alpha)
+
+  # as many tiles at a time as there are cores, each on its own device and thread (colour handling included)
+  pool = core_pool(model, cores)
+  width_of_group = len(pool.runners)
+  for first in range(0, len(tiles), width_of_group):
+    group = tiles[first: first + width_of_group]
+    for (r, y, wy, x, wx), result in zip(group, pool.map(compute, group), strict=True):
+      grow = (y + rows.size) * s - band_top - band.shape[0]
+      if grow > 0:
+        band = np.concatenate([band, np.zeros((grow, *band.shape[1:]))])
+        band_weight = np.concatenate([band_weight, np.zeros((grow, *band_weight.shape[1:]))])
       weight = np.outer(np.repeat(wy, s), np.repeat(wx, s))[..., None]
       top = y * s - band_top
       band[top: top + result.shape[0], x * s: x * s + result.shape[1]] += result * weight
       band_weight[top: top + result.shape[0], x * s: x * s + result.shape[1]] += weight
       done += 1
       if progress is not None:
-        progress(done, len(rows.starts) * len(cols.starts))
-    # rows above the next tile row get no more contributions: write them out and drop them
-    finished = (rows.starts[r + 1] * s if r + 1 < len(rows.starts) else height * s) - band_top
-    values = band[:finished] / band_weight[:finished]
-    out[band_top: band_top + finished] = (from_float(values, image.dtype) if image.dtype.kind in "ui"
-                                          else values * (hi - lo) + lo)
-    band, band_weight, band_top = band[finished:], band_weight[finished:], band_top + finished
+        progress(done, len(tiles))
+      if x != cols.starts[-1]:
+        continue
+      # rows above the next tile row get no more contributions: write them out and drop them
+      finished = (rows.starts[r + 1] * s if r + 1 < len(rows.starts) else height * s) - band_top
+      values = band[:finished] / band_weight[:finished]
+      out[band_top: band_top + finished] = (from_float(values, image.dtype) if image.dtype.kind in "ui"
+                                            else values * (hi - lo) + lo)
+      band, band_weight, band_top = band[finished:], band_weight[finished:], band_top + finished
   return out

@@ -17,6 +17,7 @@ import numpy as np
 from tinygrad import Context, Tensor, TinyJit, dtypes
 from tinygrad.nn.optim import LAMB, Adam, AdamW, Optimizer
 
+from .cores import SplitTrainStep, core_devices, has_batchnorm
 from .devices import open_device
 from .errors import SuperTinyError
 from .models.registry import SRModel
@@ -104,6 +105,7 @@ class TrainConfig:
   val_every: int = 500
   save_every: int = 100
   devices: list[str] = field(default_factory=list)  # data-parallel over these devices; empty = the default device
+  cores: int | None = None      # CPU: data-parallel over this many cores, one thread each; None = all
   cache: bool = True            # keep degraded LR images on disk (see data.cache.cache_folder)
 
   @classmethod
@@ -134,6 +136,8 @@ class TrainConfig:
         problems.append(f"{name} must be at least 1")
     if self.lr <= 0:
       problems.append("lr must be positive")
+    if self.cores is not None and self.cores < 1:
+      problems.append("cores must be at least 1")
     if self.devices and self.batch % len(self.devices):
       problems.append(f"batch {self.batch} does not split evenly over {len(self.devices)} devices")
     if problems:
@@ -324,7 +328,13 @@ def train(config: TrainConfig, out: str | Path, resume: bool = False,
   def learning_rate_tensor(rate: float) -> Tensor:
     value = Tensor([rate], dtype=dtypes.float32)
     return value.shard(devices) if devices else value
-  step_fn = make_train_step(model, optimizer, config.loss, config.clip)
+  # on the CPU, one thread per core, each with a copy of the model on its own CPU device and a share of the batch
+  cores = () if devices else core_devices(config.cores)
+  split = len(cores) > 1 and config.batch % len(cores) == 0 and not has_batchnorm(model)
+  if split:
+    step_fn: Callable[..., Tensor] = SplitTrainStep(model, optimizer, LOSSES[config.loss], cores, config.clip)
+  else:
+    step_fn = make_train_step(model, optimizer, config.loss, config.clip)
   meta_base = {"options": config.options, "config": asdict(config)}
 
   def save(path: Path, step: int, val: dict | None = None) -> None:
@@ -356,7 +366,10 @@ def train(config: TrainConfig, out: str | Path, resume: bool = False,
         raise KeyboardInterrupt
       rate = learning_rate(config, step)
       with training():
-        loss = step_fn(to_devices(lr_batch), to_devices(hr_batch), learning_rate_tensor(rate)).item()
+        if split:
+          loss = step_fn(lr_batch, hr_batch, rate).item()
+        else:
+          loss = step_fn(to_devices(lr_batch), to_devices(hr_batch), learning_rate_tensor(rate)).item()
       if not math.isfinite(loss):
         kept = f"; the last good checkpoint {run.last} (step {done}) is kept" if run.last.exists() else ""
         raise SuperTinyError(f"loss became {loss} at step {step + 1}: stopped{kept}. Try a lower --lr or --clip 1")

@@ -1,0 +1,332 @@
+"""Every CPU core for one model. tinygrad 0.14 runs a CPU kernel on the Python thread that launches it, so one
+device keeps one core busy while PyTorch uses them all. CPU:0, CPU:1, ... are separate tinygrad devices over the
+same memory: a copy of the model on each, driven from its own Python thread, runs alongside the others, because
+ctypes releases the GIL while a kernel runs.
+
+Thread safety: a TinyJit capture records every kernel that is realized anywhere in the process (tinygrad keeps one
+global capture list), so captures run one device after the other on the calling thread. Worker threads only replay
+captured JITs, which launch the recorded kernels on buffers that no other thread touches, and read results through
+zero-copy views of those buffers.
+
+Inference (`SplitForward`) cuts a batch by images, or one image into bands of rows that overlap by the model's
+reach; supertiny.conv sums every output in the same order whatever the band's size, so the stitched result equals
+the one-device call bit for bit. Training (`SplitTrainStep`) is data parallel: each device computes the gradient
+of its share of the batch, the shares are averaged on the first device, which updates the weights and copies them
+to the others.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+import types
+import weakref
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
+
+import numpy as np
+from tinygrad import Device, Tensor, TinyJit, dtypes, nn
+from tinygrad.nn.optim import Optimizer
+from tinygrad.nn.state import get_parameters
+from tinygrad.uop.ops import Ops
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def cpu_cores() -> int:
+  """Cores this process may run on."""
+  return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def core_devices(cores: int | None = None) -> tuple[str, ...]:
+  """One CPU device per core ("CPU", "CPU:1", ...) when the default device is the CPU; just the default device
+  elsewhere (a GPU has its own parallelism). `cores` None: SUPERTINY_CORES if set, else every core this process may
+  use."""
+  if Device.DEFAULT.split(":")[0].upper() != "CPU":
+    return (Device.DEFAULT,)
+  if cores is None:
+    setting = os.environ.get("SUPERTINY_CORES", "")
+    cores = int(setting) if setting.isdigit() and int(setting) > 0 else cpu_cores()
+  return tuple(Device.canonicalize(f"CPU:{i}") for i in range(max(cores, 1)))
+
+
+def replicate(model: object, device: str, memo: dict[int, object] | None = None) -> object:
+  """A copy of `model` whose tensors live on `device`: the same object graph (layers, lists, dicts) with every
+  Tensor copied over, parameters staying parameters. `memo` maps id(original) -> copy and is filled in."""
+  memo = {} if memo is None else memo
+
+  def clone(obj: object) -> object:
+    if id(obj) in memo:
+      return memo[id(obj)]
+    if isinstance(obj, Tensor):
+      out: object = obj.to(device).realize()
+    elif isinstance(obj, (list, tuple)):
+      out = type(obj)(clone(v) for v in obj)
+    elif isinstance(obj, dict):
+      out = {k: clone(v) for k, v in obj.items()}
+    elif hasattr(obj, "__dict__") and not isinstance(obj, (type, types.FunctionType, types.BuiltinFunctionType,
+                                                           types.MethodType, types.ModuleType)):
+      out = object.__new__(type(obj))
+      memo[id(obj)] = out
+      for key, value in vars(obj).items():
+        object.__setattr__(out, key, clone(value))
+      return out
+    else:
+      out = obj  # numbers, strings, functions: shared
+    memo[id(obj)] = out
+    return out
+
+  return clone(model)
+
+
+def has_batchnorm(model: object) -> bool:
+  """Whether `model` holds a BatchNorm layer (its statistics are per batch: a split batch changes them)."""
+  seen: set[int] = set()
+
+  def walk(obj: object) -> bool:
+    if id(obj) in seen or isinstance(obj, (Tensor, str, bytes, int, float, type)):
+      return False
+    seen.add(id(obj))
+    if isinstance(obj, nn.BatchNorm):
+      return True
+    if isinstance(obj, (list, tuple)):
+      return any(walk(v) for v in obj)
+    if isinstance(obj, dict):
+      return any(walk(v) for v in obj.values())
+    return hasattr(obj, "__dict__") and any(walk(v) for v in vars(obj).values())
+
+  return walk(model)
+
+
+def host_array(t: Tensor) -> np.ndarray:
+  """A realized tensor's values as a new numpy array; a plain copy of the buffer when the tensor is one whole
+  buffer (safe in a worker thread: nothing is scheduled), else through tinygrad."""
+  base = t.uop.base
+  plain = t.uop is base or (t.uop.op is Ops.RESHAPE and t.uop.src[0] is base)
+  buf = base.realized if base.op is Ops.BUFFER else None
+  if not plain or buf is None or buf.size != t.numel() or t.dtype != buf.dtype:
+    return t.numpy()
+  view = buf.as_memoryview(allow_zero_copy=True)
+  return np.frombuffer(view, dtype=np.dtype(t.dtype.fmt)).reshape(t.shape).copy()
+
+
+def write_into(t: Tensor, values: np.ndarray) -> Tensor:
+  """Copy `values` into the realized buffer behind `t` (a plain whole-buffer tensor, as made by `input_slot`): a
+  jit input refilled without scheduling a new tensor, which costs milliseconds per call on the CPU."""
+  buf = t.uop.base.realized
+  np.frombuffer(buf.as_memoryview(allow_zero_copy=True), dtype=np.dtype(t.dtype.fmt)).reshape(t.shape)[...] = values
+  return t
+
+
+def input_slot(shape: tuple[int, ...], dtype, device: str) -> Tensor:
+  """A realized tensor of `shape` on `device` whose buffer `write_into` refills."""
+  return Tensor.zeros(*shape, dtype=dtype, device=device).contiguous().realize()
+
+
+def row_bands(height: int, parts: int, context: int) -> list[tuple[int, int, int, int]]:
+  """Cut `height` rows into `parts` bands: (read_from, read_to, keep_from, keep_to) per band, where rows
+  keep_from..keep_to are the band's own and read_from..read_to add up to `context` rows of each neighbour."""
+  edges = [round(i * height / parts) for i in range(parts + 1)]
+  return [(max(a - context, 0), min(b + context, height), a, b) for a, b in zip(edges, edges[1:], strict=False)]
+
+
+class Cold(Exception):
+  """A worker thread met an input shape whose jit is not captured yet: the call must run on the home thread."""
+
+
+_worker = threading.local()  # .replay_only: set while calls may only replay captured jits
+
+
+class DeviceRunner:
+  """One device's copy of a model, with one TinyJit and one input slot per input shape: `runner(x)` maps an NCHW
+  numpy batch to the model's numpy output. The first device's runner calls the model itself, held weakly (runners
+  live in caches keyed by the model)."""
+
+  def __init__(self, model: Callable[[Tensor], Tensor], device: str):
+    self.device = device
+    if Device.canonicalize(device) == Device.canonicalize(_device_of(model)):
+      ref = weakref.ref(model)
+      self.model: Callable[[], Callable[[Tensor], Tensor]] = lambda: ref()  # type: ignore[return-value,assignment]
+    else:
+      replica = replicate(model, device)
+      self.model = lambda: replica  # type: ignore[assignment,return-value]
+    self.dtype = next((p.dtype for p in get_parameters(model)), dtypes.float32)
+    self.jits: dict[tuple[int, ...], tuple[TinyJit, Tensor]] = {}
+
+  def __call__(self, x: np.ndarray) -> np.ndarray:
+    """The model's float32 output for a float32 NCHW batch (computed in the weights' dtype)."""
+    if x.shape not in self.jits:
+      if getattr(_worker, "replay_only", False):
+        raise Cold
+      dtype = self.dtype
+
+      def forward(t: Tensor) -> Tensor:
+        return self.model()(t if dtype == dtypes.float32 else t.cast(dtype)).float().contiguous().realize()
+      self.jits[x.shape] = (TinyJit(forward), input_slot(x.shape, dtypes.float32, self.device))
+    jit, slot = self.jits[x.shape]
+    if jit.cnt < 2 and getattr(_worker, "replay_only", False):
+      raise Cold
+    return host_array(jit(write_into(slot, x)))
+
+
+def _device_of(model: object) -> str:
+  params = get_parameters(model)
+  return params[0].device if params and isinstance(params[0].device, str) else Device.DEFAULT
+
+
+class CorePool:
+  """Many calls of one model spread over `devices`, one thread each: item i goes to device i mod n. Calls that
+  would compile or capture a jit (a device's first two calls for an input shape) run one at a time on the calling
+  thread; only replays of captured jits run side by side."""
+
+  def __init__(self, model: Callable[[Tensor], Tensor], devices: Sequence[str]):
+    self.runners = [DeviceRunner(model, d) for d in devices]
+    self.pool = ThreadPoolExecutor(len(self.runners) - 1, thread_name_prefix="supertiny-core") \
+      if len(self.runners) > 1 else None
+
+  def map(self, fn: Callable[[DeviceRunner, T], R], items: Sequence[T]) -> list[R]:
+    """[fn(runner, item) for item in items], each item given to one device's runner."""
+    n = len(self.runners)
+    results: list[R] = [None] * len(items)  # type: ignore[list-item]
+
+    def replay(i: int) -> R | Cold:
+      _worker.replay_only = True
+      try:
+        return fn(self.runners[i % n], items[i])
+      except Cold as cold:
+        return cold
+      finally:
+        _worker.replay_only = False
+
+    for start in range(0, len(items), n):
+      group = range(start, min(start + n, len(items)))
+      if self.pool is None or len(group) == 1:
+        outcomes: list = [Cold()] * len(group)
+      else:
+        futures = [self.pool.submit(replay, i) for i in group[1:]]
+        outcomes = [replay(group[0]), *(f.result() for f in futures)]
+      for i, outcome in zip(group, outcomes, strict=True):
+        # cold calls run here, after the group: nothing else runs while tinygrad schedules or captures
+        results[i] = fn(self.runners[i % n], items[i]) if isinstance(outcome, Cold) else outcome
+    return results
+
+
+class SplitForward:
+  """`model(x)` for NCHW float numpy batches with the work spread over `devices`. Several images are split by
+  image; one image into bands of rows that overlap by `context` rows (the model's reach, None: global models, not
+  split), when that saves work. Returns numpy."""
+
+  def __init__(self, model: Callable[[Tensor], Tensor], devices: Sequence[str], context: int | None):
+    self.cores = CorePool(model, devices)
+    self.context = context
+
+  def _pieces(self, x: np.ndarray) -> list[tuple[np.ndarray, slice]]:
+    """(input piece, the rows of the piece's output to keep, in LR rows)."""
+    batch, height = x.shape[0], x.shape[2]
+    parts = len(self.cores.runners)
+    if batch >= parts:
+      edges = [round(i * batch / parts) for i in range(parts + 1)]
+      return [(x[a:b], slice(None)) for a, b in zip(edges, edges[1:], strict=False)]
+    bands = row_bands(height, parts, self.context) if self.context is not None else []
+    if not bands or max(hi - lo for lo, hi, _, _ in bands) > 0.8 * height:  # the overlap would eat the gain
+      return [(x, slice(None))]
+    return [(x[:, :, lo:hi], slice(a - lo, b - lo)) for lo, hi, a, b in bands]
+
+  def __call__(self, x: np.ndarray) -> np.ndarray:
+    pieces = self._pieces(np.ascontiguousarray(x, dtype=np.float32))
+    outputs = self.cores.map(lambda runner, piece: runner(piece[0]), pieces)
+    if len(pieces) == 1:
+      return outputs[0]
+    if pieces[0][1] == slice(None):
+      return np.concatenate(outputs, axis=0)
+    scale = outputs[0].shape[2] // pieces[0][0].shape[2]
+    return np.concatenate([out[:, :, keep.start * scale: keep.stop * scale] for out, (_, keep) in
+                           zip(outputs, pieces, strict=True)], axis=2)
+
+
+class SplitTrainStep:
+  """A data-parallel training step over `devices` (the model's own first), one thread per device: each computes
+  the loss and gradients of its share of the batch; the first device averages them, applies `optimizer` and copies
+  the new weights to the others. `step(lr, hr[, learning_rate])` takes numpy batches (NCHW, the batch a multiple
+  of the device count) and a float, and returns the loss as a Tensor on the first device; the update equals
+  make_train_step's on the whole batch up to float rounding. `clip`: global gradient-norm clipping. BatchNorm
+  layers are refused: their statistics would be per share."""
+
+  def __init__(self, model: Callable[[Tensor], Tensor], optimizer: Optimizer,
+               loss_fn: Callable[[Tensor, Tensor], Tensor], devices: Sequence[str], clip: float = 0.0):
+    if has_batchnorm(model):
+      raise ValueError("data-parallel steps over CPU cores do not support BatchNorm (its statistics are per batch)")
+    self.devices, self.optimizer, self.clip = tuple(devices), optimizer, clip
+    self.params = list(optimizer.params)
+    self.replicas: list[Callable[[Tensor], Tensor]] = [model]
+    self.replica_params: list[list[Tensor]] = [self.params]
+    for device in self.devices[1:]:
+      memo: dict[int, object] = {}
+      self.replicas.append(replicate(model, device, memo))  # type: ignore[arg-type]
+      self.replica_params.append([memo[id(p)] for p in self.params])  # type: ignore[misc]
+    self.grad_jits = [TinyJit(self._grads_fn(i, loss_fn)) for i in range(len(self.devices))]
+    self.update_jit = TinyJit(self._update)
+    self.pool = ThreadPoolExecutor(len(self.devices) - 1, thread_name_prefix="supertiny-core")
+    self.slots: list[tuple[Tensor, Tensor]] | None = None
+    self.rate = input_slot((1,), self.optimizer.lr.dtype, self.devices[0])
+    write_into(self.rate, self.optimizer.lr.numpy().reshape(1))
+
+  def _grads_fn(self, index: int, loss_fn: Callable[[Tensor, Tensor], Tensor]) -> Callable[..., list[Tensor]]:
+    replica, params = self.replicas[index], self.replica_params[index]
+
+    def grads(lr: Tensor, hr: Tensor) -> list[Tensor]:
+      value = loss_fn(replica(lr), hr)
+      share = [value.reshape(1), *value.gradient(*params)]
+      Tensor.realize(*share)
+      return share
+    return grads
+
+  def _update(self, learning_rate: Tensor, *shares: Tensor) -> Tensor:
+    """shares: each device's loss then gradients, device by device."""
+    self.optimizer.lr.assign(learning_rate.reshape(self.optimizer.lr.shape))
+    n, home = len(self.devices), self.devices[0]
+    per = len(self.params) + 1
+    parts = [shares[i * per:(i + 1) * per] for i in range(n)]
+    value = sum((p[0].to(home) for p in parts[1:]), parts[0][0]) / n
+    grads = [sum((p[k].to(home) for p in parts[1:]), parts[0][k]) / n for k in range(1, per)]
+    if self.clip > 0:
+      norm = Tensor.stack(*[g.float().square().sum() for g in grads]).sum().sqrt()
+      factor = (self.clip / (norm + 1e-6)).minimum(1.0)
+      grads = [g * factor for g in grads]
+    for p, g in zip(self.params, grads, strict=True):
+      p.grad = g
+    Tensor.realize(value, *self.optimizer.schedule_step())
+    self.optimizer.zero_grad()
+    copies = [r.assign(p.to(r.device)) for params in self.replica_params[1:] for r, p in zip(params, self.params,
+                                                                                              strict=True)]
+    if copies:
+      Tensor.realize(*copies)
+    return value
+
+  def __call__(self, lr: np.ndarray, hr: np.ndarray, learning_rate: float | None = None) -> Tensor:
+    n = len(self.devices)
+    if lr.shape[0] % n:
+      raise ValueError(f"batch {lr.shape[0]} does not split evenly over {n} devices")
+    k = lr.shape[0] // n
+    if self.slots is None or self.slots[0][0].shape[0] != k:
+      dtype = self.params[0].dtype
+      self.slots = [(input_slot((k, *lr.shape[1:]), dtype, d), input_slot((k, *hr.shape[1:]), dtype, d))
+                    for d in self.devices]
+    inputs = [(write_into(x, lr[i * k:(i + 1) * k]), write_into(y, hr[i * k:(i + 1) * k]))
+              for i, (x, y) in enumerate(self.slots)]
+    if any(j.cnt < 2 for j in self.grad_jits):  # capture one device at a time, on this thread
+      shares = [j(*xy) for j, xy in zip(self.grad_jits, inputs, strict=True)]
+    else:  # the first device on this thread, the others on workers
+      others = [self.pool.submit(j, *xy) for j, xy in zip(self.grad_jits[1:], inputs[1:], strict=True)]
+      shares = [self.grad_jits[0](*inputs[0]), *(f.result() for f in others)]
+    if learning_rate is not None:
+      write_into(self.rate, np.array([learning_rate]))
+    return self.update_jit(self.rate, *[t for share in shares for t in share])
+
+
+def split_context(receptive_field: int | None) -> int | None:
+  """Rows of overlap that make a band's kept rows exact: half the receptive field, rounded up."""
+  return None if receptive_field is None else math.ceil(receptive_field / 2)

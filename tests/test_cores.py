@@ -1,0 +1,130 @@
+"""Every CPU core for one model (supertiny.cores): copies of the model on CPU:0 and CPU:1, each driven from its own
+thread, give PyTorch's results for inference and for training steps, and tiles on two cores give the one-core
+image bit for bit."""
+
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from tinygrad import Tensor, TinyJit
+from tinygrad.nn.optim import Adam
+from tinygrad.nn.state import get_parameters
+
+from supertiny.cores import CorePool, SplitForward, SplitTrainStep, core_devices, replicate, split_context
+from supertiny.data.images import read_image
+from supertiny.infer import upscale_tiled
+from supertiny.models import create_model
+from supertiny.models.weights import load_weights
+from supertiny.train import l1_loss, training
+
+sys.path.insert(0, str(Path(__file__).parent / "models"))
+import torch_reference as ref  # noqa: E402
+
+TWO = ("CPU", "CPU:1")
+
+
+def espcn_pair(tmp_path: Path, scale: int = 3) -> tuple[object, torch.nn.Module]:
+  """Our ESPCN and PyTorch's reference with the same random weights."""
+  torch.manual_seed(0)
+  reference = ref.ESPCN(scale, 1)
+  torch.save(reference.state_dict(), tmp_path / "espcn.pth")
+  model = create_model("espcn", scale=scale, channels=1)
+  load_weights(model, tmp_path / "espcn.pth")
+  return model, reference
+
+
+def test_core_devices_follow_the_setting(monkeypatch):
+  monkeypatch.setenv("SUPERTINY_CORES", "2")
+  assert core_devices() == TWO
+  monkeypatch.setenv("SUPERTINY_CORES", "1")
+  assert core_devices() == ("CPU",)
+  assert core_devices(3) == ("CPU", "CPU:1", "CPU:2")
+
+
+def test_a_replica_lives_on_its_device_and_computes_the_same(tmp_path):
+  model, _ = espcn_pair(tmp_path)
+  copy = replicate(model, "CPU:1")
+  params = get_parameters(copy)
+  assert len(params) == len(get_parameters(model)) and all(p.device == "CPU:1" for p in params)
+  x = np.random.default_rng(0).random((1, 1, 11, 13), dtype=np.float32)
+  np.testing.assert_array_equal(copy(Tensor(x, device="CPU:1")).numpy(), model(Tensor(x)).numpy())
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 40, 23), (2, 1, 16, 21)], ids=["rows", "images"])
+def test_split_forward_equals_pytorch(tmp_path, shape):
+  model, reference = espcn_pair(tmp_path)
+  split = SplitForward(model, TWO, split_context(model.receptive_field))
+  x = np.random.default_rng(1).random(shape, dtype=np.float32)
+  assert len(split._pieces(x)) == 2  # really cut: into bands of rows, or by image
+  with torch.no_grad():
+    theirs = reference(torch.from_numpy(x)).numpy()
+  one = TinyJit(lambda t: model(t).realize())
+  for _ in range(4):  # compiled, captured one device at a time, then replayed on two threads
+    ours = split(x)
+    np.testing.assert_allclose(ours, theirs, atol=1e-4, rtol=0)
+    np.testing.assert_allclose(ours, one(Tensor(x)).numpy(), atol=1e-6, rtol=0)
+
+
+def test_captures_stay_on_the_calling_thread(tmp_path):
+  model, _ = espcn_pair(tmp_path)
+  pool = CorePool(model, TWO)
+  ran_on = []
+
+  def call(runner, x):
+    out = runner(x)
+    ran_on.append((runner.device, threading.current_thread() is threading.main_thread()))
+    return out
+
+  items = [np.full((1, 1, 8, 8), i / 8, dtype=np.float32) for i in range(8)]
+  outputs = pool.map(call, items)
+  # each device compiles on its first call and captures on its second: both on this thread; later calls replay,
+  # the second device's on a worker thread
+  assert ran_on[:4] == [("CPU", True), ("CPU:1", True), ("CPU", True), ("CPU:1", True)]
+  assert ("CPU:1", False) in ran_on[4:]
+  for x, out in zip(items, outputs, strict=True):
+    np.testing.assert_array_equal(out, model(Tensor(x)).numpy())
+
+
+@pytest.mark.parametrize("clip", [0.0, 0.05])
+def test_split_training_steps_equal_pytorch(tmp_path, clip):
+  model, reference = espcn_pair(tmp_path)
+  rng = np.random.default_rng(2)
+  batches = [(rng.random((4, 1, 9, 9), dtype=np.float32), rng.random((4, 1, 27, 27), dtype=np.float32))
+             for _ in range(4)]
+  step = SplitTrainStep(model, Adam(get_parameters(model), lr=1e-3), l1_loss, TWO, clip=clip)
+  optimizer = torch.optim.Adam(reference.parameters(), lr=1e-3)
+  for i, (lr, hr) in enumerate(batches):  # steps 3 and 4 run the two shares on two threads
+    with training():
+      ours = step(lr, hr, 1e-3 * (i + 1)).item()
+    for group in optimizer.param_groups:
+      group["lr"] = 1e-3 * (i + 1)
+    optimizer.zero_grad()
+    loss = (reference(torch.from_numpy(lr)) - torch.from_numpy(hr)).abs().mean()
+    loss.backward()
+    if clip:
+      torch.nn.utils.clip_grad_norm_(reference.parameters(), clip)
+    optimizer.step()
+    assert ours == pytest.approx(loss.item(), rel=1e-4)  # as close as the one-device step (L1 gradients are signs)
+  theirs = reference.state_dict()
+  for name, ours in {"extract.layer.weight": model.extract.layer.weight, "map.layer.bias": model.map.layer.bias,
+                     "subpixel.weight": model.subpixel.weight}.items():
+    np.testing.assert_allclose(ours.numpy(), theirs[name].numpy(), rtol=1e-4, atol=1e-6, err_msg=name)
+  for mine, copy in zip(step.replica_params[0], step.replica_params[1], strict=True):  # the copy follows
+    np.testing.assert_array_equal(copy.numpy(), mine.numpy())
+
+
+def test_batchnorm_models_are_refused():
+  model = create_model("espcn", scale=2, channels=1, variant="paper")
+  with pytest.raises(ValueError, match="BatchNorm"):
+    SplitTrainStep(model, Adam(get_parameters(model)), l1_loss, TWO)
+
+
+def test_tiles_on_two_cores_equal_one_core(assets):
+  model = create_model("espcn", scale=3, channels=1)
+  image = read_image(assets / "Set5" / "baby.png")[:90, :70]
+  one = upscale_tiled(model, image, tile=32, cores=1)
+  two = upscale_tiled(model, image, tile=32, cores=2)
+  np.testing.assert_array_equal(two, one)
