@@ -80,8 +80,10 @@ def _valid_conv(x: Tensor, weight: Tensor) -> Tensor:
   extra = -out_w % xu
   xp = (x.pad((0, extra, 0, 0)) if extra else x).contiguous()
   out = Tensor.empty(batch, out_channels, out_h, out_w + extra, device=x.device, dtype=x.dtype)
-  taps_last = weight.permute(1, 2, 3, 0).contiguous()  # (in, kh, kw, out): a block's weights are adjacent
-  out = out.custom_kernel(xp, taps_last, fxn=lambda o, i, w: _conv_kernel(o, i, w, ou, xu),
+  # (out blocks, in, kh, kw, ou): all the weights one register block uses lie in one contiguous run, so every cache
+  # line fetched is used whole (with the blocks' channels interleaved, `ou` floats of every 64-byte line were)
+  blocked = weight.reshape(out_channels // ou, ou, *weight.shape[1:]).permute(0, 2, 3, 4, 1).contiguous()
+  out = out.custom_kernel(xp, blocked, fxn=lambda o, i, w: _conv_kernel(o, i, w, ou, xu),
                           grad_fxn=_conv_backward)[0]
   return out[:, :, :, :out_w] if extra else out
 
@@ -95,10 +97,10 @@ def _channel_group(channels_in: int, channels_out: int, kernel: int, ou: int, it
 
 
 def _conv_kernel(out: UOp, x: UOp, w: UOp, ou: int, xu: int) -> UOp:
-  """out[b, o, y, x] = sum over c, i, j of x[b, c, y+i, x+j] * w[c, i, j, o], with `ou` channels times `xu`
-  pixels held in registers."""
+  """out[b, o, y, x] = sum over c, i, j of x[b, c, y+i, x+j] * w[o // ou, c, i, j, o % ou], with `ou` channels times
+  `xu` pixels held in registers."""
   batch, channels_out, height, width = out.shape
-  channels_in, kh, kw = w.shape[:3]
+  _, channels_in, kh, kw, _ = w.shape
   # loops nest in the ranges' axis order: image, group of output-channel blocks, row, block within the group,
   # column block. A group's weights stay in L2 while the rows pass; a row's inputs stay in L2 while the group's
   # blocks use them. (One whole sweep of the input per block, the simple order, made EDSR's 64->256 upsampler
@@ -108,10 +110,11 @@ def _conv_kernel(out: UOp, x: UOp, w: UOp, ou: int, xu: int) -> UOp:
   b, og, y, oj, xo = (UOp.range(n, axis) for axis, n in enumerate(sizes))
   oi, xi = UOp.range(ou, 5, AxisType.UPCAST), UOp.range(xu, 6, AxisType.UPCAST)
   c, i, j = (UOp.range(n, 7 + k, AxisType.REDUCE) for k, n in enumerate((channels_in, kh, kw)))
-  o, col = (og * group + oj) * ou + oi, xo * xu + xi
-  total = (x[b, c, y + i, col + j] * w[c, i, j, o]).reduce(c, i, j, arg=Ops.ADD)
+  block, col = og * group + oj, xo * xu + xi
+  total = (x[b, c, y + i, col + j] * w[block, c, i, j, oi]).reduce(c, i, j, arg=Ops.ADD)
   name = f"conv_{channels_in}_{channels_out}_{kh}x{kw}"
-  return out[b, o, y, col].store(total).end(b, og, y, oj, xo, oi, xi).sink(arg=KernelInfo(name=name, opts_to_apply=()))
+  return out[b, block * ou + oi, y, col].store(total).end(b, og, y, oj, xo, oi, xi).sink(
+    arg=KernelInfo(name=name, opts_to_apply=()))
 
 
 def _weight_grad_kernel(out: UOp, grad: UOp, x: UOp, cu: int, ou: int, rows: int) -> UOp:
@@ -157,15 +160,14 @@ def _sum_parts(partial: Tensor) -> Tensor:
 
 def _conv_backward(gradient: UOp, kernel: UOp) -> tuple[UOp | None, UOp, UOp]:
   _, x_uop, w_uop = kernel.src[1:]  # the call's sources: its body, then its arguments (output, input, weight)
-  grad, x, taps_last = Tensor(gradient), Tensor(x_uop), Tensor(w_uop)
-  weight = taps_last.permute(3, 0, 1, 2)  # back to (out, in, kh, kw)
-  kh, kw = weight.shape[2:]
+  grad, x, blocked = Tensor(gradient), Tensor(x_uop), Tensor(w_uop)
+  blocks, channels_in, kh, kw, ou_forward = blocked.shape
+  weight = blocked.permute(0, 4, 1, 2, 3).reshape(blocks * ou_forward, channels_in, kh, kw)  # (out, in, kh, kw)
   # input gradient: a full convolution of the output gradient with the flipped, transposed kernel
   flipped = weight.flip((2, 3)).permute(1, 0, 2, 3)
   grad_x = _valid_conv(grad.pad((kw - 1, kw - 1, kh - 1, kh - 1)), flipped)
   # weight gradient: channels-last so that one of the two channel axes is contiguous for the vector unit
   batch, channels_out, height, width = grad.shape
-  channels_in = weight.shape[1]
   cu = _channel_block(channels_in)
   ou = _channel_block(channels_out, ACCUMULATORS // cu)
   row_bytes = grad.dtype.itemsize * width * (channels_in + channels_out)
@@ -176,6 +178,7 @@ def _conv_backward(gradient: UOp, kernel: UOp) -> tuple[UOp | None, UOp, UOp]:
   grad_t, x_t = grad.permute(0, 2, 3, 1).contiguous(), x.permute(0, 2, 3, 1).contiguous()
   partial = Tensor.empty(parts, kh, kw, channels_out, channels_in, device=grad.device, dtype=grad.dtype)
   partial = partial.custom_kernel(grad_t, x_t, fxn=lambda out, g, i: _weight_grad_kernel(out, g, i, cu, ou, rows))[0]
-  grad_taps = _sum_parts(partial).permute(3, 0, 1, 2)  # (kh, kw, out, in) -> (in, kh, kw, out), the kernel's layout
-  return None, grad_x.uop, grad_taps.uop
+  # (kh, kw, out, in) -> (out blocks, in, kh, kw, ou), the forward kernel's layout
+  grad_blocked = _sum_parts(partial).reshape(kh, kw, blocks, ou_forward, channels_in).permute(2, 4, 0, 1, 3)
+  return None, grad_x.uop, grad_blocked.uop
 
