@@ -248,63 +248,81 @@ class SplitForward:
 
 
 class SplitTrainStep:
-  """A data-parallel training step over `devices` (the model's own first), one thread per device: each computes
-  the loss and gradients of its share of the batch; the first device averages them, applies `optimizer` and copies
-  the new weights to the others. `step(lr, hr[, learning_rate])` takes numpy batches (NCHW, the batch a multiple
-  of the device count) and a float, and returns the loss as a Tensor on the first device; the update equals
-  make_train_step's on the whole batch up to float rounding. `clip`: global gradient-norm clipping. BatchNorm
-  layers are refused: their statistics would be per share."""
+  """A data-parallel training step over `devices` (the model's own first), one thread per device. Each device
+  computes the loss and gradient of its share of the batch; then each reads the others' gradients, averages them
+  in the same order and applies its own copy of `optimizer`, so the copies of the weights (and of the optimizer's
+  state) stay equal bit for bit without being copied back. `step(lr, hr[, learning_rate])` takes numpy batches
+  (NCHW, the batch a multiple of the device count) and a float, and returns the loss as a Tensor on the first
+  device; the update equals make_train_step's on the whole batch up to float rounding. `clip`: global
+  gradient-norm clipping. BatchNorm layers are refused: their statistics would be per share."""
 
   def __init__(self, model: Callable[[Tensor], Tensor], optimizer: Optimizer,
                loss_fn: Callable[[Tensor, Tensor], Tensor], devices: Sequence[str], clip: float = 0.0):
     if has_batchnorm(model):
       raise ValueError("data-parallel steps over CPU cores do not support BatchNorm (its statistics are per batch)")
-    self.devices, self.optimizer, self.clip = tuple(devices), optimizer, clip
-    self.params = list(optimizer.params)
+    self.devices, self.clip = tuple(devices), clip
     self.replicas: list[Callable[[Tensor], Tensor]] = [model]
-    self.replica_params: list[list[Tensor]] = [self.params]
+    self.optimizers = [optimizer]
+    self.replica_params: list[list[Tensor]] = [list(optimizer.params)]
     for device in self.devices[1:]:
       memo: dict[int, object] = {}
       self.replicas.append(replicate(model, device, memo))  # type: ignore[arg-type]
-      self.replica_params.append([memo[id(p)] for p in self.params])  # type: ignore[misc]
+      copy = replicate(optimizer, device, memo)  # its params are the replica's: the memo maps them
+      copy.device = device  # type: ignore[attr-defined]
+      self.optimizers.append(copy)  # type: ignore[arg-type]
+      self.replica_params.append(list(copy.params))  # type: ignore[attr-defined]
+    sizes = [p.numel() for p in optimizer.params]
+    self.offsets = [sum(sizes[:k]) for k in range(len(sizes) + 1)]
     self.grad_jits = [TinyJit(self._grads_fn(i, loss_fn)) for i in range(len(self.devices))]
-    self.update_jit = TinyJit(self._update)
+    self.update_jits = [TinyJit(self._update_fn(i)) for i in range(len(self.devices))]
     self.pool = ThreadPoolExecutor(len(self.devices) - 1, thread_name_prefix="supertiny-core")
     self.slots: list[tuple[Tensor, Tensor]] | None = None
-    self.rate = input_slot((1,), self.optimizer.lr.dtype, self.devices[0])
-    write_into(self.rate, self.optimizer.lr.numpy().reshape(1))
+    rate = optimizer.lr.numpy().reshape(1)
+    self.rates = [write_into(input_slot((1,), optimizer.lr.dtype, d), rate) for d in self.devices]
 
   def _grads_fn(self, index: int, loss_fn: Callable[[Tensor, Tensor], Tensor]) -> Callable[..., list[Tensor]]:
     replica, params = self.replicas[index], self.replica_params[index]
 
     def grads(lr: Tensor, hr: Tensor) -> list[Tensor]:
       value = loss_fn(replica(lr), hr)
-      share = [value.reshape(1), *value.gradient(*params)]
+      # one flat gradient: the other devices copy it in one piece
+      share = [value.reshape(1), Tensor.cat(*[g.contiguous().flatten() for g in value.gradient(*params)])]
       Tensor.realize(*share)
       return share
     return grads
 
-  def _update(self, learning_rate: Tensor, *shares: Tensor) -> Tensor:
-    """shares: each device's loss then gradients, device by device."""
-    self.optimizer.lr.assign(learning_rate.reshape(self.optimizer.lr.shape))
-    n, home = len(self.devices), self.devices[0]
-    per = len(self.params) + 1
-    parts = [shares[i * per:(i + 1) * per] for i in range(n)]
-    value = sum((p[0].to(home) for p in parts[1:]), parts[0][0]) / n
-    grads = [sum((p[k].to(home) for p in parts[1:]), parts[0][k]) / n for k in range(1, per)]
-    if self.clip > 0:
-      norm = Tensor.stack(*[g.float().square().sum() for g in grads]).sum().sqrt()
-      factor = (self.clip / (norm + 1e-6)).minimum(1.0)
-      grads = [g * factor for g in grads]
-    for p, g in zip(self.params, grads, strict=True):
-      p.grad = g
-    Tensor.realize(value, *self.optimizer.schedule_step())
-    self.optimizer.zero_grad()
-    copies = [r.assign(p.to(r.device)) for params in self.replica_params[1:] for r, p in zip(params, self.params,
-                                                                                              strict=True)]
-    if copies:
-      Tensor.realize(*copies)
-    return value
+  def _update_fn(self, index: int) -> Callable[..., Tensor]:
+    device, optimizer, params = self.devices[index], self.optimizers[index], self.replica_params[index]
+
+    def here(t: Tensor) -> Tensor:
+      return t if t.device == device else t.to(device)
+
+    def update(rate: Tensor, *shares: Tensor) -> Tensor:
+      """shares: each device's loss and flat gradient, device by device."""
+      optimizer.lr.assign(rate.reshape(optimizer.lr.shape))
+      n = len(self.devices)
+      # the same sums in the same order on every device: their updates are identical
+      value = sum((here(t) for t in shares[2::2]), here(shares[0])) / n
+      flat = sum((here(t) for t in shares[3::2]), here(shares[1])) / n
+      grads = [flat[a:b].reshape(p.shape) for p, a, b in zip(params, self.offsets[:-1], self.offsets[1:], strict=True)]
+      if self.clip > 0:
+        norm = flat.float().square().sum().sqrt()
+        factor = (self.clip / (norm + 1e-6)).minimum(1.0)
+        grads = [g * factor for g in grads]
+      for p, g in zip(params, grads, strict=True):
+        p.grad = g
+      Tensor.realize(value, *optimizer.schedule_step())
+      optimizer.zero_grad()
+      return value
+    return update
+
+  def _run(self, jits: list[TinyJit], args: list[tuple]) -> list:
+    """jits[i](*args[i]) for every device: one after another on this thread while any jit still compiles or
+    captures, else the first here and the others on workers."""
+    if any(j.cnt < 2 for j in jits):
+      return [j(*a) for j, a in zip(jits, args, strict=True)]
+    others = [self.pool.submit(j, *a) for j, a in zip(jits[1:], args[1:], strict=True)]
+    return [jits[0](*args[0]), *(f.result() for f in others)]
 
   def __call__(self, lr: np.ndarray, hr: np.ndarray, learning_rate: float | None = None) -> Tensor:
     n = len(self.devices)
@@ -312,19 +330,16 @@ class SplitTrainStep:
       raise ValueError(f"batch {lr.shape[0]} does not split evenly over {n} devices")
     k = lr.shape[0] // n
     if self.slots is None or self.slots[0][0].shape[0] != k:
-      dtype = self.params[0].dtype
+      dtype = self.replica_params[0][0].dtype
       self.slots = [(input_slot((k, *lr.shape[1:]), dtype, d), input_slot((k, *hr.shape[1:]), dtype, d))
                     for d in self.devices]
     inputs = [(write_into(x, lr[i * k:(i + 1) * k]), write_into(y, hr[i * k:(i + 1) * k]))
               for i, (x, y) in enumerate(self.slots)]
-    if any(j.cnt < 2 for j in self.grad_jits):  # capture one device at a time, on this thread
-      shares = [j(*xy) for j, xy in zip(self.grad_jits, inputs, strict=True)]
-    else:  # the first device on this thread, the others on workers
-      others = [self.pool.submit(j, *xy) for j, xy in zip(self.grad_jits[1:], inputs[1:], strict=True)]
-      shares = [self.grad_jits[0](*inputs[0]), *(f.result() for f in others)]
+    shares = [t for share in self._run(self.grad_jits, inputs) for t in share]
     if learning_rate is not None:
-      write_into(self.rate, np.array([learning_rate]))
-    return self.update_jit(self.rate, *[t for share in shares for t in share])
+      for rate in self.rates:
+        write_into(rate, np.array([learning_rate]))
+    return self._run(self.update_jits, [(rate, *shares) for rate in self.rates])[0]
 
 
 def split_context(receptive_field: int | None) -> int | None:
