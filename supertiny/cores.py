@@ -126,6 +126,16 @@ def input_slot(shape: tuple[int, ...], dtype, device: str) -> Tensor:
   return Tensor.zeros(*shape, dtype=dtype, device=device).contiguous().realize()
 
 
+def flat_cat(pieces: list[Tensor], per_kernel: int = 32) -> Tensor:
+  """Tensor.cat of 1-D tensors, in rounds of at most `per_kernel` pieces: one CPU kernel takes at most 63 buffers."""
+  while len(pieces) > 1:
+    pieces = [Tensor.cat(*pieces[k:k + per_kernel]) if len(pieces[k:k + per_kernel]) > 1 else pieces[k]
+              for k in range(0, len(pieces), per_kernel)]
+    if len(pieces) > 1:
+      pieces = [p.contiguous() for p in pieces]
+  return pieces[0]
+
+
 def row_bands(height: int, parts: int, context: int) -> list[tuple[int, int, int, int]]:
   """Cut `height` rows into `parts` bands: (read_from, read_to, keep_from, keep_to) per band, where rows
   keep_from..keep_to are the band's own and read_from..read_to add up to `context` rows of each neighbour."""
@@ -286,7 +296,7 @@ class SplitTrainStep:
     def grads(lr: Tensor, hr: Tensor) -> list[Tensor]:
       value = loss_fn(replica(lr), hr)
       # one flat gradient: the other devices copy it in one piece
-      share = [value.reshape(1), Tensor.cat(*[g.contiguous().flatten() for g in value.gradient(*params)])]
+      share = [value.reshape(1), flat_cat([g.contiguous().flatten() for g in value.gradient(*params)])]
       Tensor.realize(*share)
       return share
     return grads

@@ -13,7 +13,7 @@ from tinygrad import Tensor, TinyJit
 from tinygrad.nn.optim import Adam
 from tinygrad.nn.state import get_parameters
 
-from supertiny.cores import CorePool, SplitForward, SplitTrainStep, core_devices, replicate, split_context
+from supertiny.cores import CorePool, SplitForward, SplitTrainStep, core_devices, flat_cat, replicate, split_context
 from supertiny.data.images import read_image
 from supertiny.infer import upscale_tiled
 from supertiny.models import create_model
@@ -128,3 +128,8 @@ def test_tiles_on_two_cores_equal_one_core(assets):
   one = upscale_tiled(model, image, tile=32, cores=1)
   two = upscale_tiled(model, image, tile=32, cores=2)
   np.testing.assert_array_equal(two, one)
+
+
+def test_flat_cat_joins_more_pieces_than_a_kernel_takes():
+  pieces = [Tensor(np.arange(k, k + 3, dtype=np.float32)) for k in range(0, 300, 3)]  # 100 > 63 buffers
+  np.testing.assert_array_equal(flat_cat(pieces).numpy(), np.arange(300, dtype=np.float32))

@@ -35,6 +35,8 @@ def test_config_errors_are_one_line():
     TrainConfig.from_dict({"model": "espcn", "scale": 2, "train": ["x"], "stepz": 3})
   with pytest.raises(SuperTinyError, match="loss must be one of"):
     TrainConfig.from_dict({"model": "espcn", "scale": 2, "train": ["x"], "loss": "l3"})
+  with pytest.raises(SuperTinyError, match="cores must be at least 1"):
+    TrainConfig.from_dict({"model": "espcn", "scale": 2, "train": ["x"], "cores": 0})
 
 
 def _config(assets: Path, **overrides) -> dict:
@@ -155,6 +157,18 @@ def test_data_parallel_training_equals_one_device(tmp_path, assets):
         progress=False, report=print)
   one, two = (read_checkpoint(tmp_path / run / "last.safetensors") for run in ("one", "two"))
   assert one[0]["val"] is None and two[0]["best"]["psnr"] == pytest.approx(one[0]["best"]["psnr"], abs=1e-4)
+  for key, value in one[1].items():
+    np.testing.assert_allclose(two[1][key].numpy(), value.numpy(), rtol=1e-4, atol=1e-6, err_msg=key)
+
+
+def test_training_on_two_cores_equals_one_core(tmp_path, assets):
+  """One thread and CPU device per core, half the batch each (supertiny.cores): the same weights as one core."""
+  overrides = {"model": "espcn", "steps": 5, "batch": 4, "save_every": 5, "val_every": 5, "clip": 1.0}
+  for cores in (1, 2):
+    train(TrainConfig.from_dict(_config(assets, **overrides, cores=cores)), tmp_path / str(cores), progress=False,
+          report=print)
+  one, two = (read_checkpoint(tmp_path / run / "last.safetensors") for run in ("1", "2"))
+  assert two[0]["best"]["psnr"] == pytest.approx(one[0]["best"]["psnr"], abs=1e-4)
   for key, value in one[1].items():
     np.testing.assert_allclose(two[1][key].numpy(), value.numpy(), rtol=1e-4, atol=1e-6, err_msg=key)
 
