@@ -7,14 +7,16 @@ for the zoo's models, each measured in its own process so its peak memory is its
   DEV=CUDA python benchmarks/speed.py --quick --half              # both frameworks in float16
   DEV=CUDA ALLOW_TF32=1 python benchmarks/speed.py --quick --frameworks tinygrad
 
-Figures: median milliseconds per call after warm-up (tinygrad's TinyJit captures on the second call), images/s,
+Figures: median milliseconds per call after five warm-up calls (TinyJit captures on the second), images/s,
 peak resident memory of the process (CPU) or peak device memory (CUDA), and the tinygrad/PyTorch time ratio
 (above 1: tinygrad is slower), and the first call's seconds (compilation included). On a GPU the cases are
 REFERENCE.md's: a training step on 16 LR patches of 48x48 and inference from 480x270 to 1920x1080 (x4), whose
 frames/s is the images/s column. tinygrad's own switches (ALLOW_TF32, BEAM, FUSE_OPTIM, WINO, DEFAULT_FLOAT)
 pass to its child processes from the environment; `--half` runs both frameworks in float16. On the CPU PyTorch
-runs twice: with all cores (the ratio) and with one thread (`ratio 1t`), because tinygrad 0.14's CPU backend runs
-every kernel on one thread; the second ratio separates kernel quality from parallelism.
+runs twice: with all cores (the ratio) and with one thread (`ratio 1t`). tinygrad 0.14 runs every CPU kernel on
+the thread that launches it, so tinygrad uses the cores through supertiny.cores (a copy of the model per core and
+CPU device, one thread each; a training step splits the batch, inference splits images or bands of rows);
+`--cores 1` measures one core, which `ratio 1t` then compares kernel for kernel.
 `SUPERTINY_CONV=tinygrad` measures tinygrad's generic convolution
 instead of supertiny.conv's kernels. PyTorch runs the reference implementations in tests/models/torch_reference.py,
 which the tests check equal to SuperTiny's models.
@@ -120,7 +122,7 @@ began = time.perf_counter()
 call()
 sync()
 first_s = time.perf_counter() - began
-ms = median_ms(call, iters, sync, warmup=2)
+ms = median_ms(call, iters, sync, warmup=5)  # split steps settle after a few replays (fresh buffers)
 rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 print(json.dumps({"ms": ms, "images_per_s": batch / ms * 1000, "peak_device_mib": peak(), "peak_rss_mib": rss,
                   "first_call_s": first_s, "device": str(device),
