@@ -115,9 +115,14 @@ def host_array(t: Tensor) -> np.ndarray:
 
 def write_into(t: Tensor, values: np.ndarray) -> Tensor:
   """Copy `values` into the realized buffer behind `t` (a plain whole-buffer tensor, as made by `input_slot`): a
-  jit input refilled without scheduling a new tensor, which costs milliseconds per call on the CPU."""
+  jit input refilled without creating a new tensor, which costs milliseconds per call on the CPU. Host memory
+  (the CPU) is written in place, scheduling nothing, so worker threads may do it; other devices get an assign."""
   buf = t.uop.base.realized
-  np.frombuffer(buf.as_memoryview(allow_zero_copy=True), dtype=np.dtype(t.dtype.fmt)).reshape(t.shape)[...] = values
+  if hasattr(buf.allocator, "_as_buffer"):
+    view = np.frombuffer(buf.as_memoryview(allow_zero_copy=True), dtype=np.dtype(t.dtype.fmt))
+    view.reshape(t.shape)[...] = values
+  else:
+    t.assign(Tensor(np.ascontiguousarray(values, dtype=np.float32), device=t.device).cast(t.dtype)).realize()
   return t
 
 

@@ -133,3 +133,19 @@ def test_tiles_on_two_cores_equal_one_core(assets):
 def test_flat_cat_joins_more_pieces_than_a_kernel_takes():
   pieces = [Tensor(np.arange(k, k + 3, dtype=np.float32)) for k in range(0, 300, 3)]  # 100 > 63 buffers
   np.testing.assert_array_equal(flat_cat(pieces).numpy(), np.arange(300, dtype=np.float32))
+
+
+def test_input_slots_are_refilled_in_place_or_by_assign(monkeypatch):
+  """Host memory is written in place; device memory that is not host memory (a GPU's) through an assign."""
+  from tinygrad import Device, dtypes
+
+  from supertiny.cores import input_slot, write_into
+
+  slot = input_slot((2, 3), dtypes.float32, "CPU")
+  buffer = slot.uop.base.realized
+  write_into(slot, np.arange(6).reshape(2, 3))
+  np.testing.assert_array_equal(slot.numpy(), np.arange(6).reshape(2, 3))
+  monkeypatch.delattr(type(Device["CPU"].allocator), "_as_buffer")
+  write_into(slot, np.ones((2, 3)))
+  assert slot.uop.base.realized is buffer  # the jit's input buffer itself
+  np.testing.assert_array_equal(slot.numpy(), np.ones((2, 3)))
