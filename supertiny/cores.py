@@ -8,11 +8,13 @@ global capture list), so captures run one device after the other on the calling 
 captured JITs, which launch the recorded kernels on buffers that no other thread touches, and read results through
 zero-copy views of those buffers.
 
-Inference (`SplitForward`) cuts a batch by images, or one image into bands of rows that overlap by the model's
-reach; supertiny.conv sums every output in the same order whatever the band's size, so the stitched result equals
-the one-device call bit for bit. Training (`SplitTrainStep`) is data parallel: each device computes the gradient
-of its share of the batch, the shares are averaged on the first device, which updates the weights and copies them
-to the others.
+Training (`SplitTrainStep`) is data parallel: each device computes the gradient of its share of the batch, then
+every device averages all the gradients in the same order and applies its own copy of the optimizer, so the
+copies stay equal bit for bit. Tiled upscaling (`CorePool`, used by supertiny.infer) gives tiles to the devices in
+turn; tiles of one shape compile to the same kernels on every device, so the image is the one-device image bit for
+bit. One call (`SplitForward`) cuts a batch by images, or one image into bands of rows that overlap by the model's
+reach (supertiny.conv sums every output in the same order whatever the band's size; elementwise kernels compiled
+for another shape may differ in the last bit).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from typing import TypeVar
 
 import numpy as np
 from tinygrad import Device, Tensor, TinyJit, dtypes, nn
+from tinygrad.dtype import DType
 from tinygrad.nn.optim import Optimizer
 from tinygrad.nn.state import get_parameters
 from tinygrad.uop.ops import Ops
@@ -107,7 +110,7 @@ def host_array(t: Tensor) -> np.ndarray:
   base = t.uop.base
   plain = t.uop is base or (t.uop.op is Ops.RESHAPE and t.uop.src[0] is base)
   buf = base.realized if base.op is Ops.BUFFER else None
-  if not plain or buf is None or buf.size != t.numel() or t.dtype != buf.dtype:
+  if not plain or buf is None or buf.size != t.numel() or t.dtype != buf.dtype or t.dtype.fmt is None:
     return t.numpy()
   view = buf.as_memoryview(allow_zero_copy=True)
   return np.frombuffer(view, dtype=np.dtype(t.dtype.fmt)).reshape(t.shape).copy()
@@ -126,7 +129,7 @@ def write_into(t: Tensor, values: np.ndarray) -> Tensor:
   return t
 
 
-def input_slot(shape: tuple[int, ...], dtype, device: str) -> Tensor:
+def input_slot(shape: tuple[int, ...], dtype: DType, device: str) -> Tensor:
   """A realized tensor of `shape` on `device` whose buffer `write_into` refills."""
   return Tensor.zeros(*shape, dtype=dtype, device=device).contiguous().realize()
 
