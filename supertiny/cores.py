@@ -145,8 +145,9 @@ def flat_cat(pieces: list[Tensor], per_kernel: int = 32) -> Tensor:
 
 
 def row_bands(height: int, parts: int, context: int) -> list[tuple[int, int, int, int]]:
-  """Cut `height` rows into `parts` bands: (read_from, read_to, keep_from, keep_to) per band, where rows
-  keep_from..keep_to are the band's own and read_from..read_to add up to `context` rows of each neighbour."""
+  """Cut `height` rows (or images of a batch) into `parts` bands: (read_from, read_to, keep_from, keep_to) per band,
+  where rows keep_from..keep_to are the band's own and read_from..read_to add up to `context` rows of each
+  neighbour."""
   edges = [round(i * height / parts) for i in range(parts + 1)]
   return [(max(a - context, 0), min(b + context, height), a, b) for a, b in zip(edges, edges[1:], strict=False)]
 
@@ -246,8 +247,7 @@ class SplitForward:
     batch, height = x.shape[0], x.shape[2]
     parts = len(self.cores.runners)
     if batch >= parts:
-      edges = [round(i * batch / parts) for i in range(parts + 1)]
-      return [(x[a:b], slice(None)) for a, b in zip(edges, edges[1:], strict=False)]
+      return [(x[a:b], slice(None)) for a, b, _, _ in row_bands(batch, parts, 0)]
     bands = row_bands(height, parts, self.context) if self.context is not None else []
     if not bands or max(hi - lo for lo, hi, _, _ in bands) > 0.8 * height:  # the overlap would eat the gain
       return [(x, slice(None))]
