@@ -3,7 +3,7 @@
 tinygrad's generic convolution on CPU runs at 3-5 GFLOP/s on this project's workloads: its heuristic upcasts
 the reduction, and clang then builds scalar dot products. The same convolution written as a kernel whose
 *output* axes are unrolled (a block of `ou` output channels times `xu` neighbouring pixels, accumulated over input
-channels and taps) compiles to broadcast-and-FMA vector code at 25-55 GFLOP/s on one core. See
+channels and taps) compiles to broadcast-and-FMA vector code at 25-40 GFLOP/s on one core. See
 docs/performance.md for the measurements.
 
 The kernels are built with tinygrad's own `custom_kernel` API: no C, no fork. Each output pixel sums its products
@@ -22,11 +22,14 @@ import os
 from tinygrad import Tensor, UOp, dtypes
 from tinygrad.uop.ops import AxisType, KernelInfo, Ops
 
-# Register blocks. tinygrad's C renderer loads at most four floats at a time and clang then vectorises 4-wide, so
-# a block of 32 accumulators fills eight of the sixteen SSE/AVX registers without spilling.
+# Register blocks. The forward kernel's output rows have an odd stride, so tinygrad stores its results one float
+# at a time and clang's vectoriser, which starts from the stores, builds 8-wide (AVX) vectors of pixels (with
+# tinygrad's 4-wide folded stores it stayed at 4-wide): 8 pixels x 8 channels are eight 256-bit accumulators.
+# The weight gradient vectorises across input channels and keeps 32 accumulators (64 was slower there).
 CHANNEL_BLOCKS = (8, 6, 4, 3, 2, 1)
-ACCUMULATORS = 32
-ROW_BLOCKS = (32, 16, 8, 4)
+ACCUMULATORS = 64
+GRAD_ACCUMULATORS = 32
+ROW_BLOCKS = (8, 4)
 WEIGHT_GROUP_BYTES = 160 * 1024  # forward: weights of the output channels that one pass over the rows serves
 PARTIAL_BYTES = 256 * 1024  # weight gradient: input rows summed per partial result, sized to stay in L2
 
@@ -69,7 +72,9 @@ def _row_block(width: int, channel_block: int) -> int:
 
 def _valid_conv(x: Tensor, weight: Tensor) -> Tensor:
   """Unpadded ('valid') convolution; the width is padded on the right to a whole number of register blocks and the
-  result cropped back."""
+  result cropped back. The output buffer's rows get one more, unused column: an odd row stride, so that no store
+  address is provably a multiple of 4 floats and tinygrad's memory coalescing leaves the stores scalar. clang then
+  vectorises the pixels 8-wide (2-2.7x faster kernels on this AVX2 CPU, docs/performance.md)."""
   batch, _, height, width = x.shape
   out_channels, _, kh, kw = weight.shape
   out_h, out_w = height - kh + 1, width - kw + 1
@@ -79,13 +84,14 @@ def _valid_conv(x: Tensor, weight: Tensor) -> Tensor:
   xu = _row_block(out_w, ou)
   extra = -out_w % xu
   xp = (x.pad((0, extra, 0, 0)) if extra else x).contiguous()
-  out = Tensor.empty(batch, out_channels, out_h, out_w + extra, device=x.device, dtype=x.dtype)
+  stride = out_w + extra + 1
+  out = Tensor.empty(batch, out_channels, out_h, stride, device=x.device, dtype=x.dtype)
   # (out blocks, in, kh, kw, ou): all the weights one register block uses lie in one contiguous run, so every cache
   # line fetched is used whole (with the blocks' channels interleaved, `ou` floats of every 64-byte line were)
   blocked = weight.reshape(out_channels // ou, ou, *weight.shape[1:]).permute(0, 2, 3, 4, 1).contiguous()
   out = out.custom_kernel(xp, blocked, fxn=lambda o, i, w: _conv_kernel(o, i, w, ou, xu),
                           grad_fxn=_conv_backward)[0]
-  return out[:, :, :, :out_w] if extra else out
+  return out[:, :, :, :out_w]
 
 
 def _channel_group(channels_in: int, channels_out: int, kernel: int, ou: int, itemsize: int) -> int:
@@ -106,7 +112,7 @@ def _conv_kernel(out: UOp, x: UOp, w: UOp, ou: int, xu: int) -> UOp:
   # blocks use them. (One whole sweep of the input per block, the simple order, made EDSR's 64->256 upsampler
   # convolution at 128x128 run at half the speed.)
   group = _channel_group(channels_in, channels_out, kh, ou, w.dtype.itemsize)
-  sizes = (batch, channels_out // ou // group, height, group, width // xu)
+  sizes = (batch, channels_out // ou // group, height, group, (width - 1) // xu)  # the last column is stride padding
   b, og, y, oj, xo = (UOp.range(n, axis) for axis, n in enumerate(sizes))
   oi, xi = UOp.range(ou, 5, AxisType.UPCAST), UOp.range(xu, 6, AxisType.UPCAST)
   c, i, j = (UOp.range(n, 7 + k, AxisType.REDUCE) for k, n in enumerate((channels_in, kh, kw)))
@@ -160,7 +166,8 @@ def _sum_parts(partial: Tensor) -> Tensor:
 
 def _conv_backward(gradient: UOp, kernel: UOp) -> tuple[UOp | None, UOp, UOp]:
   _, x_uop, w_uop = kernel.src[1:]  # the call's sources: its body, then its arguments (output, input, weight)
-  grad, x, blocked = Tensor(gradient), Tensor(x_uop), Tensor(w_uop)
+  # the output's last, odd-stride column is never read, so its gradient is zero: drop it
+  grad, x, blocked = Tensor(gradient)[:, :, :, :-1], Tensor(x_uop), Tensor(w_uop)
   blocks, channels_in, kh, kw, ou_forward = blocked.shape
   weight = blocked.permute(0, 4, 1, 2, 3).reshape(blocks * ou_forward, channels_in, kh, kw)  # (out, in, kh, kw)
   # input gradient: a full convolution of the output gradient with the flipped, transposed kernel
@@ -169,7 +176,7 @@ def _conv_backward(gradient: UOp, kernel: UOp) -> tuple[UOp | None, UOp, UOp]:
   # weight gradient: channels-last so that one of the two channel axes is contiguous for the vector unit
   batch, channels_out, height, width = grad.shape
   cu = _channel_block(channels_in)
-  ou = _channel_block(channels_out, ACCUMULATORS // cu)
+  ou = _channel_block(channels_out, GRAD_ACCUMULATORS // cu)
   row_bytes = grad.dtype.itemsize * width * (channels_in + channels_out)
   rows = max(1, min(height, PARTIAL_BYTES // row_bytes))
   while height % rows:
