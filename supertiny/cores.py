@@ -26,7 +26,7 @@ import types
 import weakref
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 
 import numpy as np
 from tinygrad import Device, Tensor, TinyJit, dtypes, nn
@@ -236,11 +236,14 @@ class CorePool:
 class SplitForward:
   """`model(x)` for NCHW float numpy batches with the work spread over `devices`. Several images are split by
   image; one image into bands of rows that overlap by `context` rows (the model's reach, None: global models, not
-  split), when that saves work. Returns numpy."""
+  split), when that saves work, else layer by layer in shares of output channels (`StagedForward`) for models
+  with `channel_stages`. Returns numpy."""
 
   def __init__(self, model: Callable[[Tensor], Tensor], devices: Sequence[str], context: int | None):
     self.cores = CorePool(model, devices)
     self.context = context
+    # an image that does not cut into bands: layer by layer in shares of channels, where the model says how
+    self.staged = StagedForward(model, devices) if len(devices) > 1 and hasattr(model, "channel_stages") else None
 
   def _pieces(self, x: np.ndarray) -> list[tuple[np.ndarray, slice]]:
     """(input piece, the rows of the piece's output to keep, in LR rows)."""
@@ -255,6 +258,8 @@ class SplitForward:
 
   def __call__(self, x: np.ndarray) -> np.ndarray:
     pieces = self._pieces(np.ascontiguousarray(x, dtype=np.float32))
+    if len(pieces) == 1 and self.staged is not None:
+      return self.staged(pieces[0][0])
     outputs = self.cores.map(lambda runner, piece: runner(piece[0]), pieces)
     if len(pieces) == 1:
       return outputs[0]
@@ -263,6 +268,94 @@ class SplitForward:
     scale = outputs[0].shape[2] // pieces[0][0].shape[2]
     return np.concatenate([out[:, :, keep.start * scale: keep.stop * scale] for out, (_, keep) in
                            zip(outputs, pieces, strict=True)], axis=2)
+
+
+class Stage(NamedTuple):
+  """One layer of a model's forward pass for `StagedForward`: `fn(model, part, *values)` computes output channels
+  `part` of the layer from the values named by `inputs` (0: the model's input, k: stage k's output, whole);
+  `channels` is the layer's output channel count and `block` the granularity of a share (supertiny.conv's register
+  block of output channels)."""
+  inputs: tuple[int, ...]
+  channels: int
+  fn: Callable[..., Tensor]
+  block: int = 8
+
+
+def channel_shares(channels: int, parts: int, block: int) -> list[slice]:
+  """`channels` cut into at most `parts` contiguous shares of whole blocks, as equal as the blocks allow."""
+  units = max(channels // block, 1) if channels % block == 0 else channels
+  size = channels // units
+  edges = sorted({round(i * units / parts) * size for i in range(parts + 1)})
+  return [slice(a, b) for a, b in zip(edges, edges[1:], strict=False)]
+
+
+class StagedForward:
+  """`model(x)` for one NCHW float numpy image, layer by layer, each device computing a share of every layer's
+  output channels from the whole of its inputs (`model.channel_stages()`). For models whose reach covers a small
+  image, so that bands of rows would repeat most of the work (EDSR at 64x64). Between layers the shares meet in
+  host memory and the threads wait for each other; the first two calls of a shape (compile, capture) run one
+  device after the other on the calling thread."""
+
+  def __init__(self, model: object, devices: Sequence[str]):
+    self.stages: list[Stage] = model.channel_stages()  # type: ignore[attr-defined]
+    self.models = [model] + [replicate(model, d) for d in devices[1:]]
+    self.devices = tuple(devices)
+    self.plans: dict[tuple[int, ...], list] = {}  # input shape -> [jits and input slots per device, values]
+    self.pool = ThreadPoolExecutor(len(devices) - 1, thread_name_prefix="supertiny-stage") if len(devices) > 1 \
+      else None
+
+  def _jit(self, d: int, stage: Stage, part: slice) -> TinyJit:
+    model = self.models[d]
+    return TinyJit(lambda *values: stage.fn(model, part, *values).float().contiguous().realize())
+
+  def _run(self, plan: list, d: int, k: int) -> None:
+    jits, values = plan
+    jit, slots, part = jits[d][k]
+    stage = self.stages[k]
+    if not slots:  # first call: one input slot per input value, on this device
+      slots.extend(input_slot(values[i].shape, dtypes.float32, self.devices[d]) for i in stage.inputs)
+    out = host_array(jit(*(write_into(slot, values[i]) for slot, i in zip(slots, stage.inputs, strict=True))))
+    if values[k + 1] is None:
+      values[k + 1] = np.empty((out.shape[0], stage.channels, *out.shape[2:]), dtype=np.float32)
+    values[k + 1][:, part] = out
+
+  def __call__(self, x: np.ndarray) -> np.ndarray:
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    if x.shape not in self.plans:
+      jits = [[(self._jit(d, st, part), [], part) if part is not None else None
+               for st, part in ((st, _share(st, d, len(self.devices))) for st in self.stages)]
+              for d in range(len(self.devices))]
+      self.plans[x.shape] = [jits, [None] * (len(self.stages) + 1)]
+    plan = self.plans[x.shape]
+    plan[1][0] = x
+    busy = [[(d, k) for k in range(len(self.stages)) if plan[0][d][k] is not None] for d in range(len(self.devices))]
+    if self.pool is None or any(plan[0][d][k][0].cnt < 2 for work in busy for d, k in work):
+      for k in range(len(self.stages)):  # compile and capture on this thread, one device after the other
+        for d in range(len(self.devices)):
+          if plan[0][d][k] is not None:
+            self._run(plan, d, k)
+    else:
+      barrier = threading.Barrier(len(self.devices))
+
+      def replay(d: int) -> None:
+        try:
+          for k in range(len(self.stages)):
+            if plan[0][d][k] is not None:
+              self._run(plan, d, k)
+            barrier.wait()  # every share of layer k is in host memory before layer k + 1 reads it
+        except BaseException:
+          barrier.abort()
+          raise
+      futures = [self.pool.submit(replay, d) for d in range(1, len(self.devices))]
+      replay(0)
+      for f in futures:
+        f.result()
+    return plan[1][-1].copy()
+
+
+def _share(stage: Stage, d: int, parts: int) -> slice | None:
+  shares = channel_shares(stage.channels, parts, stage.block)
+  return shares[d] if d < len(shares) else None
 
 
 class SplitTrainStep:

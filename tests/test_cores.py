@@ -13,7 +13,17 @@ from tinygrad import Tensor, TinyJit
 from tinygrad.nn.optim import Adam
 from tinygrad.nn.state import get_parameters
 
-from supertiny.cores import CorePool, SplitForward, SplitTrainStep, core_devices, flat_cat, replicate, split_context
+from supertiny.cores import (
+  CorePool,
+  SplitForward,
+  SplitTrainStep,
+  StagedForward,
+  channel_shares,
+  core_devices,
+  flat_cat,
+  replicate,
+  split_context,
+)
 from supertiny.data.images import read_image
 from supertiny.infer import upscale_tiled
 from supertiny.models import create_model
@@ -66,6 +76,35 @@ def test_split_forward_equals_pytorch(tmp_path, shape):
     ours = split(x)
     np.testing.assert_allclose(ours, theirs, atol=1e-4, rtol=0)
     np.testing.assert_allclose(ours, one(Tensor(x)).numpy(), atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("scale", [3, 4])
+def test_staged_forward_equals_pytorch(tmp_path, scale):
+  """EDSR layer by layer, each core computing a share of every layer's output channels (blocks and width cut down
+  to keep the test short; the stages are the same code at any size)."""
+  torch.manual_seed(0)
+  reference = ref.EDSR(scale, blocks=2, width=16)
+  torch.save(reference.state_dict(), tmp_path / "edsr.pth")
+  model = create_model("edsr-baseline", scale=scale, channels=3, blocks=2, width=16)
+  load_weights(model, tmp_path / "edsr.pth")
+  staged = StagedForward(model, TWO)
+  x = np.random.default_rng(2).random((1, 3, 9, 11), dtype=np.float32)
+  with torch.no_grad():
+    theirs = reference(torch.from_numpy(x)).numpy()
+  one = TinyJit(lambda t: model(t).realize())
+  for _ in range(4):  # compiled, captured one device at a time, then replayed on two threads
+    ours = staged(x)
+    np.testing.assert_allclose(ours, theirs, atol=2e-5, rtol=0)
+    np.testing.assert_allclose(ours, one(Tensor(x)).numpy(), atol=1e-6, rtol=0)
+  assert all(p.cnt >= 2 for jits in staged.plans[x.shape][0] for p, _, _ in filter(None, jits))  # really replayed
+
+
+def test_channel_shares_are_whole_blocks():
+  assert channel_shares(64, 2, 8) == [slice(0, 32), slice(32, 64)]
+  assert channel_shares(3, 2, 1) == [slice(0, 2), slice(2, 3)]
+  assert channel_shares(24, 2, 8) == [slice(0, 16), slice(16, 24)]
+  assert channel_shares(3, 4, 1) == [slice(0, 1), slice(1, 2), slice(2, 3)]  # fewer shares than devices
+  assert channel_shares(12, 2, 8) == [slice(0, 6), slice(6, 12)]  # not whole blocks: shares of single channels
 
 
 def test_captures_stay_on_the_calling_thread(tmp_path):

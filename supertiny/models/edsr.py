@@ -10,6 +10,7 @@ import math
 
 from tinygrad import Tensor
 
+from ..cores import Stage
 from ..ops import pixel_shuffle
 from .base import SRNet
 from .layers import conv, lr_span
@@ -82,3 +83,23 @@ class EDSR(SRNet):
   def __call__(self, x: Tensor) -> Tensor:
     out = self.tail[1](run_upsampler(self.tail[0], self.features(x)))
     return (out + self._mean(out.device)) / self.rgb_range
+
+  def channel_stages(self) -> list[Stage]:
+    """The forward pass as layers whose output channels can be computed in shares (supertiny.cores.StagedForward):
+    the same arithmetic as `__call__`, one convolution per stage. Value 0 is the input, value k the output of
+    stage k; a stage function receives the model (a device's copy), its share of output channels and its inputs."""
+    width = self.feature_channels
+    stages = [Stage((0,), width, lambda m, part, x: m.head[0].outputs(x * m.rgb_range - m._mean(x.device), part))]
+    for b in range(len(self.body) - 1):
+      res = len(stages)  # the block's input: the head's or the previous block's output
+      stages.append(Stage((res,), width, lambda m, part, r, b=b: m.body[b].body[0].outputs(r, part).relu()))
+      stages.append(Stage((res + 1, res), width, lambda m, part, t, r, b=b:
+                          r[:, part] + m.body[b].body[2].outputs(t, part) * m.body[b].res_scale))
+    stages.append(Stage((len(stages), 1), width, lambda m, part, r, h: m.body[-1].outputs(r, part) + h[:, part]))
+    for i, factor in enumerate(self.tail[0][1::2]):
+      # shuffled channels [a, b) come from the convolution's channels [a*f*f, b*f*f)
+      stages.append(Stage((len(stages),), width, lambda m, part, f, i=i, factor=factor: pixel_shuffle(
+        m.tail[0][2 * i].outputs(f, slice(part.start * factor * factor, part.stop * factor * factor)), factor)))
+    stages.append(Stage((len(stages),), self.channels, lambda m, part, u: (
+      m.tail[1].outputs(u, part) + m._mean(u.device)[:, part]) / m.rgb_range, block=1))
+    return stages

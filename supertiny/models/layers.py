@@ -52,6 +52,10 @@ class Conv2d(nn.Conv2d):
   def __call__(self, x: Tensor) -> Tensor:
     return conv2d(x, self.weight, self.bias, padding=self.padding)
 
+  def outputs(self, x: Tensor, channels: slice) -> Tensor:
+    """Output channels `channels` of `self(x)` alone (a share of the layer for one core, supertiny.cores)."""
+    return conv2d(x, self.weight[channels], None if self.bias is None else self.bias[channels], padding=self.padding)
+
 
 def conv(in_channels: int, out_channels: int, kernel: int, bias: bool = True) -> Conv2d:
   """Stride-1 convolution with zero padding that keeps the spatial size (odd kernels)."""
