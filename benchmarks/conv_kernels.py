@@ -17,12 +17,16 @@ from __future__ import annotations
 import argparse
 import sys
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
-from timing import median_ms  # benchmarks/timing.py, beside this script
 from tinygrad import Device, Tensor, TinyJit
 
-from supertiny import conv
+# this checkout's supertiny, not the installed one: another checkout's script measures that checkout's code
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from timing import median_ms  # noqa: E402  (benchmarks/timing.py, beside this script)
+
+from supertiny import conv  # noqa: E402
 
 # name, (batch, in channels, out channels, height, width, kernel)
 LAYERS = {

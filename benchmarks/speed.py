@@ -45,6 +45,7 @@ MODELS = {
 
 CHILD = r"""
 import json, os, resource, sys, time
+sys.path.insert(0, sys.argv[1])  # the checkout this script belongs to, ahead of the working directory
 sys.path.insert(0, os.path.join(sys.argv[1], "tests", "models"))
 sys.path.insert(0, os.path.join(sys.argv[1], "benchmarks"))
 from timing import median_ms
