@@ -306,7 +306,12 @@ class StagedForward:
 
   def _jit(self, d: int, stage: Stage, part: slice) -> TinyJit:
     model = self.models[d]
-    return TinyJit(lambda *values: stage.fn(model, part, *values).float().contiguous().realize())
+    dtype = next((p.dtype for p in get_parameters(model)), dtypes.float32)  # host values are float32
+
+    def share(*values: Tensor) -> Tensor:
+      values = tuple(v if dtype == dtypes.float32 else v.cast(dtype) for v in values)
+      return stage.fn(model, part, *values).float().contiguous().realize()
+    return TinyJit(share)
 
   def _run(self, plan: list, d: int, k: int) -> None:
     jits, values = plan
@@ -328,8 +333,8 @@ class StagedForward:
       self.plans[x.shape] = [jits, [None] * (len(self.stages) + 1)]
     plan = self.plans[x.shape]
     plan[1][0] = x
-    busy = [[(d, k) for k in range(len(self.stages)) if plan[0][d][k] is not None] for d in range(len(self.devices))]
-    if self.pool is None or any(plan[0][d][k][0].cnt < 2 for work in busy for d, k in work):
+    captured = all(entry[0].cnt >= 2 for jits in plan[0] for entry in jits if entry is not None)
+    if self.pool is None or not captured:
       for k in range(len(self.stages)):  # compile and capture on this thread, one device after the other
         for d in range(len(self.devices)):
           if plan[0][d][k] is not None:
