@@ -25,7 +25,7 @@ from tinygrad.uop.ops import AxisType, KernelInfo, Ops
 # Register blocks. The forward kernel's output rows have an odd stride, so tinygrad stores its results one float
 # at a time and clang's vectoriser, which starts from the stores, builds 8-wide (AVX) vectors of pixels (with
 # tinygrad's 4-wide folded stores it stayed at 4-wide): 8 pixels x 8 channels are eight 256-bit accumulators.
-# The weight gradient vectorises across input channels and keeps 32 accumulators (64 was slower there).
+# The weight gradient vectorises across input channels and keeps 32 accumulators (an odd stride made it slower).
 CHANNEL_BLOCKS = (8, 6, 4, 3, 2, 1)
 ACCUMULATORS = 64
 GRAD_ACCUMULATORS = 32
@@ -74,7 +74,7 @@ def _valid_conv(x: Tensor, weight: Tensor) -> Tensor:
   """Unpadded ('valid') convolution; the width is padded on the right to a whole number of register blocks and the
   result cropped back. The output buffer's rows get one more, unused column: an odd row stride, so that no store
   address is provably a multiple of 4 floats and tinygrad's memory coalescing leaves the stores scalar. clang then
-  vectorises the pixels 8-wide (2-2.7x faster kernels on this AVX2 CPU, docs/performance.md)."""
+  vectorises the pixels 8-wide (1.2-1.6x faster layers on this AVX2 CPU, docs/performance.md)."""
   batch, _, height, width = x.shape
   out_channels, _, kh, kw = weight.shape
   out_h, out_w = height - kh + 1, width - kw + 1
