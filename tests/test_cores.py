@@ -69,12 +69,18 @@ def test_split_forward_equals_pytorch(tmp_path, shape):
   split = SplitForward(model, TWO, split_context(model.receptive_field))
   x = np.random.default_rng(1).random(shape, dtype=np.float32)
   assert len(split._pieces(x)) == 2  # really cut: into bands of rows, or by image
+  assert_parallel_calls_match(split, x, model, reference, atol=1e-4)
+
+
+def assert_parallel_calls_match(call, x: np.ndarray, model, reference: torch.nn.Module, atol: float) -> None:
+  """Four calls (compiled, captured one device at a time, then replayed on two threads) give PyTorch's result and,
+  within float rounding, the one-device model's."""
   with torch.no_grad():
     theirs = reference(torch.from_numpy(x)).numpy()
   one = TinyJit(lambda t: model(t).realize())
-  for _ in range(4):  # compiled, captured one device at a time, then replayed on two threads
-    ours = split(x)
-    np.testing.assert_allclose(ours, theirs, atol=1e-4, rtol=0)
+  for _ in range(4):
+    ours = call(x)
+    np.testing.assert_allclose(ours, theirs, atol=atol, rtol=0)
     np.testing.assert_allclose(ours, one(Tensor(x)).numpy(), atol=1e-6, rtol=0)
 
 
@@ -89,13 +95,7 @@ def test_staged_forward_equals_pytorch(tmp_path, scale):
   load_weights(model, tmp_path / "edsr.pth")
   staged = StagedForward(model, TWO)
   x = np.random.default_rng(2).random((1, 3, 9, 11), dtype=np.float32)
-  with torch.no_grad():
-    theirs = reference(torch.from_numpy(x)).numpy()
-  one = TinyJit(lambda t: model(t).realize())
-  for _ in range(4):  # compiled, captured one device at a time, then replayed on two threads
-    ours = staged(x)
-    np.testing.assert_allclose(ours, theirs, atol=2e-5, rtol=0)
-    np.testing.assert_allclose(ours, one(Tensor(x)).numpy(), atol=1e-6, rtol=0)
+  assert_parallel_calls_match(staged, x, model, reference, atol=2e-5)
   assert all(p.cnt >= 2 for jits in staged.plans[x.shape][0] for p, _, _ in filter(None, jits))  # really replayed
 
 
