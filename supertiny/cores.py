@@ -35,6 +35,8 @@ from tinygrad.nn.optim import Optimizer
 from tinygrad.nn.state import get_parameters
 from tinygrad.uop.ops import Ops
 
+from .errors import SuperTinyError
+
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -51,8 +53,10 @@ def core_devices(cores: int | None = None) -> tuple[str, ...]:
   if Device.DEFAULT.split(":")[0].upper() != "CPU":
     return (Device.DEFAULT,)
   if cores is None:
-    setting = os.environ.get("SUPERTINY_CORES", "")
-    cores = int(setting) if setting.isdigit() and int(setting) > 0 else cpu_cores()
+    setting = os.environ.get("SUPERTINY_CORES", "").strip()
+    if setting and not (setting.isdigit() and int(setting) > 0):
+      raise SuperTinyError(f"SUPERTINY_CORES={setting!r}: expected a whole number of cores, 1 or more")
+    cores = int(setting) if setting else cpu_cores()
   return tuple(Device.canonicalize(f"CPU:{i}") for i in range(max(cores, 1)))
 
 

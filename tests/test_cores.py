@@ -25,6 +25,7 @@ from supertiny.cores import (
   split_context,
 )
 from supertiny.data.images import read_image
+from supertiny.errors import SuperTinyError
 from supertiny.infer import upscale_tiled
 from supertiny.models import create_model
 from supertiny.models.weights import load_weights
@@ -52,6 +53,10 @@ def test_core_devices_follow_the_setting(monkeypatch):
   monkeypatch.setenv("SUPERTINY_CORES", "1")
   assert core_devices() == ("CPU",)
   assert core_devices(3) == ("CPU", "CPU:1", "CPU:2")
+  for bad in ("0", "two", "-1"):
+    monkeypatch.setenv("SUPERTINY_CORES", bad)
+    with pytest.raises(SuperTinyError, match="SUPERTINY_CORES"):
+      core_devices()
 
 
 def test_a_replica_lives_on_its_device_and_computes_the_same(tmp_path):
