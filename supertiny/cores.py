@@ -247,7 +247,8 @@ class SplitForward:
     self.cores = CorePool(model, devices)
     self.context = context
     # an image that does not cut into bands: layer by layer in shares of channels, where the model says how
-    self.staged = StagedForward(model, devices) if len(devices) > 1 and hasattr(model, "channel_stages") else None
+    self.staged = StagedForward(model, devices, [r.model() for r in self.cores.runners[1:]]) \
+      if len(devices) > 1 and hasattr(model, "channel_stages") else None
 
   def _pieces(self, x: np.ndarray) -> list[tuple[np.ndarray, slice]]:
     """(input piece, the rows of the piece's output to keep, in LR rows)."""
@@ -289,8 +290,7 @@ def channel_shares(channels: int, parts: int, block: int) -> list[slice]:
   """`channels` cut into at most `parts` contiguous shares of whole blocks, as equal as the blocks allow."""
   units = max(channels // block, 1) if channels % block == 0 else channels
   size = channels // units
-  edges = sorted({round(i * units / parts) * size for i in range(parts + 1)})
-  return [slice(a, b) for a, b in zip(edges, edges[1:], strict=False)]
+  return [slice(a * size, b * size) for a, b, _, _ in row_bands(units, parts, 0) if b > a]
 
 
 class StagedForward:
@@ -300,9 +300,10 @@ class StagedForward:
   host memory and the threads wait for each other; the first two calls of a shape (compile, capture) run one
   device after the other on the calling thread."""
 
-  def __init__(self, model: object, devices: Sequence[str]):
+  def __init__(self, model: object, devices: Sequence[str], copies: Sequence[object] | None = None):
+    """`copies`: the model's copies on devices[1:] where the caller holds them already (a CorePool's)."""
     self.stages: list[Stage] = model.channel_stages()  # type: ignore[attr-defined]
-    self.models = [model] + [replicate(model, d) for d in devices[1:]]
+    self.models = [model, *(copies if copies is not None else [replicate(model, d) for d in devices[1:]])]
     self.devices = tuple(devices)
     self.plans: dict[tuple[int, ...], list] = {}  # input shape -> [jits and input slots per device, values]
     self.pool = ThreadPoolExecutor(len(devices) - 1, thread_name_prefix="supertiny-stage") if len(devices) > 1 \
@@ -318,7 +319,10 @@ class StagedForward:
     return TinyJit(share)
 
   def _run(self, plan: list, d: int, k: int) -> None:
+    """Device d's share of stage k, if it has one."""
     jits, values = plan
+    if jits[d][k] is None:
+      return
     jit, slots, part = jits[d][k]
     stage = self.stages[k]
     if not slots:  # first call: one input slot per input value, on this device
@@ -331,9 +335,8 @@ class StagedForward:
   def __call__(self, x: np.ndarray) -> np.ndarray:
     x = np.ascontiguousarray(x, dtype=np.float32)
     if x.shape not in self.plans:
-      jits = [[(self._jit(d, st, part), [], part) if part is not None else None
-               for st, part in ((st, _share(st, d, len(self.devices))) for st in self.stages)]
-              for d in range(len(self.devices))]
+      jits = [[(self._jit(d, st, part), [], part) if (part := _share(st, d, len(self.devices))) is not None else None
+               for st in self.stages] for d in range(len(self.devices))]
       self.plans[x.shape] = [jits, [None] * (len(self.stages) + 1)]
     plan = self.plans[x.shape]
     plan[1][0] = x
@@ -341,16 +344,14 @@ class StagedForward:
     if self.pool is None or not captured:
       for k in range(len(self.stages)):  # compile and capture on this thread, one device after the other
         for d in range(len(self.devices)):
-          if plan[0][d][k] is not None:
-            self._run(plan, d, k)
+          self._run(plan, d, k)
     else:
       barrier = threading.Barrier(len(self.devices))
 
       def replay(d: int) -> None:
         try:
           for k in range(len(self.stages)):
-            if plan[0][d][k] is not None:
-              self._run(plan, d, k)
+            self._run(plan, d, k)
             barrier.wait()  # every share of layer k is in host memory before layer k + 1 reads it
         except BaseException:
           barrier.abort()
