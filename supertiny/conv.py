@@ -25,6 +25,8 @@ from tinygrad.uop.ops import AxisType, KernelInfo, Ops
 # Register blocks. The forward kernel's output rows have an odd stride, so tinygrad stores its results one float
 # at a time and clang's vectoriser, which starts from the stores, builds 8-wide (AVX) vectors of pixels (with
 # tinygrad's 4-wide folded stores it stayed at 4-wide): 8 pixels x 8 channels are eight 256-bit accumulators.
+# The unused column is each row's first: every store address is then base + constant, which tinygrad emits in
+# order (a store at the bare base came last, and clang kept that channel's pixels in a shuffled order).
 # The weight gradient vectorises across input channels and keeps 32 accumulators (an odd stride made it slower).
 CHANNEL_BLOCKS = (8, 6, 4, 3, 2, 1)
 ACCUMULATORS = 64
@@ -72,9 +74,9 @@ def _row_block(width: int, channel_block: int) -> int:
 
 def _valid_conv(x: Tensor, weight: Tensor) -> Tensor:
   """Unpadded ('valid') convolution; the width is padded on the right to a whole number of register blocks and the
-  result cropped back. The output buffer's rows get one more, unused column: an odd row stride, so that no store
-  address is provably a multiple of 4 floats and tinygrad's memory coalescing leaves the stores scalar. clang then
-  vectorises the pixels 8-wide (1.2-1.6x faster layers on this AVX2 CPU, docs/performance.md)."""
+  result cropped back. The output buffer's rows get one more, unused column in front: an odd row stride, so that
+  no store address is provably a multiple of 4 floats and tinygrad's memory coalescing leaves the stores scalar.
+  clang then vectorises the pixels 8-wide (1.2-1.6x faster layers on this AVX2 CPU, docs/performance.md)."""
   batch, _, height, width = x.shape
   out_channels, _, kh, kw = weight.shape
   out_h, out_w = height - kh + 1, width - kw + 1
@@ -91,7 +93,7 @@ def _valid_conv(x: Tensor, weight: Tensor) -> Tensor:
   blocked = weight.reshape(out_channels // ou, ou, *weight.shape[1:]).permute(0, 2, 3, 4, 1).contiguous()
   out = out.custom_kernel(xp, blocked, fxn=lambda o, i, w: _conv_kernel(o, i, w, ou, xu),
                           grad_fxn=_conv_backward)[0]
-  return out[:, :, :, :out_w]
+  return out[:, :, :, 1:out_w + 1]
 
 
 def _channel_group(channels_in: int, channels_out: int, kernel: int, ou: int, itemsize: int) -> int:
@@ -112,14 +114,14 @@ def _conv_kernel(out: UOp, x: UOp, w: UOp, ou: int, xu: int) -> UOp:
   # blocks use them. (One whole sweep of the input per block, the simple order, made EDSR's 64->256 upsampler
   # convolution at 128x128 run at half the speed.)
   group = _channel_group(channels_in, channels_out, kh, ou, w.dtype.itemsize)
-  sizes = (batch, channels_out // ou // group, height, group, (width - 1) // xu)  # the last column is stride padding
+  sizes = (batch, channels_out // ou // group, height, group, (width - 1) // xu)  # column 0 is stride padding
   b, og, y, oj, xo = (UOp.range(n, axis) for axis, n in enumerate(sizes))
   oi, xi = UOp.range(ou, 5, AxisType.UPCAST), UOp.range(xu, 6, AxisType.UPCAST)
   c, i, j = (UOp.range(n, 7 + k, AxisType.REDUCE) for k, n in enumerate((channels_in, kh, kw)))
   block, col = og * group + oj, xo * xu + xi
   total = (x[b, c, y + i, col + j] * w[block, c, i, j, oi]).reduce(c, i, j, arg=Ops.ADD)
   name = f"conv_{channels_in}_{channels_out}_{kh}x{kw}"
-  return out[b, block * ou + oi, y, col].store(total).end(b, og, y, oj, xo, oi, xi).sink(
+  return out[b, block * ou + oi, y, col + 1].store(total).end(b, og, y, oj, xo, oi, xi).sink(
     arg=KernelInfo(name=name, opts_to_apply=()))
 
 
@@ -166,8 +168,8 @@ def _sum_parts(partial: Tensor) -> Tensor:
 
 def _conv_backward(gradient: UOp, kernel: UOp) -> tuple[UOp | None, UOp, UOp]:
   _, x_uop, w_uop = kernel.src[1:]  # the call's sources: its body, then its arguments (output, input, weight)
-  # the output's last, odd-stride column is never read, so its gradient is zero: drop it
-  grad, x, blocked = Tensor(gradient)[:, :, :, :-1], Tensor(x_uop), Tensor(w_uop)
+  # the output's first, stride-padding column is never read, so its gradient is zero: drop it
+  grad, x, blocked = Tensor(gradient)[:, :, :, 1:], Tensor(x_uop), Tensor(w_uop)
   blocks, channels_in, kh, kw, ou_forward = blocked.shape
   weight = blocked.permute(0, 4, 1, 2, 3).reshape(blocks * ou_forward, channels_in, kh, kw)  # (out, in, kh, kw)
   # input gradient: a full convolution of the output gradient with the flipped, transposed kernel

@@ -279,11 +279,15 @@ class Stage(NamedTuple):
   """One layer of a model's forward pass for `StagedForward`: `fn(model, part, *values)` computes output channels
   `part` of the layer from the values named by `inputs` (0: the model's input, k: stage k's output, whole);
   `channels` is the layer's output channel count and `block` the granularity of a share (supertiny.conv's register
-  block of output channels)."""
+  block of output channels). `reach` > 0 shares the layer by rows instead: each device computes every channel of
+  a band of output rows, from its inputs' rows widened by `reach` (inputs and output at the same resolution); for
+  layers with too few output channels to share (an RGB output convolution costs as much for one channel as for
+  three on this CPU)."""
   inputs: tuple[int, ...]
   channels: int
   fn: Callable[..., Tensor]
   block: int = 8
+  reach: int = 0
 
 
 def channel_shares(channels: int, parts: int, block: int) -> list[slice]:
@@ -295,10 +299,10 @@ def channel_shares(channels: int, parts: int, block: int) -> list[slice]:
 
 class StagedForward:
   """`model(x)` for one NCHW float numpy image, layer by layer, each device computing a share of every layer's
-  output channels from the whole of its inputs (`model.channel_stages()`). For models whose reach covers a small
-  image, so that bands of rows would repeat most of the work (EDSR at 64x64). Between layers the shares meet in
-  host memory and the threads wait for each other; the first two calls of a shape (compile, capture) run one
-  device after the other on the calling thread."""
+  output channels from the whole of its inputs (`model.channel_stages()`; a stage with a `reach` is shared by rows
+  instead). For models whose reach covers a small image, so that bands of rows would repeat most of the work (EDSR
+  at 64x64). Between layers the shares meet in host memory and the threads wait for each other; the first two
+  calls of a shape (compile, capture) run one device after the other on the calling thread."""
 
   def __init__(self, model: object, devices: Sequence[str], copies: Sequence[object] | None = None):
     """`copies`: the model's copies on devices[1:] where the caller holds them already (a CorePool's)."""
@@ -325,12 +329,23 @@ class StagedForward:
       return
     jit, slots, part = jits[d][k]
     stage = self.stages[k]
+    inputs = [values[i] for i in stage.inputs]
+    height = inputs[0].shape[2]
+    if stage.reach:  # a band of rows, read with `reach` rows of each neighbour
+      read_from, read_to, keep_from, keep_to = row_bands(height, len(self.devices), stage.reach)[d]
+      if keep_to == keep_from:
+        return
+      inputs = [v[:, :, read_from:read_to] for v in inputs]
     if not slots:  # first call: one input slot per input value, on this device
-      slots.extend(input_slot(values[i].shape, dtypes.float32, self.devices[d]) for i in stage.inputs)
-    out = host_array(jit(*(write_into(slot, values[i]) for slot, i in zip(slots, stage.inputs, strict=True))))
+      slots.extend(input_slot(v.shape, dtypes.float32, self.devices[d]) for v in inputs)
+    out = host_array(jit(*(write_into(slot, v) for slot, v in zip(slots, inputs, strict=True))))
     if values[k + 1] is None:
-      values[k + 1] = np.empty((out.shape[0], stage.channels, *out.shape[2:]), dtype=np.float32)
-    values[k + 1][:, part] = out
+      shape = (out.shape[0], stage.channels, height if stage.reach else out.shape[2], out.shape[3])
+      values[k + 1] = np.empty(shape, dtype=np.float32)
+    if stage.reach:
+      values[k + 1][:, :, keep_from:keep_to] = out[:, :, keep_from - read_from:keep_to - read_from]
+    else:
+      values[k + 1][:, part] = out
 
   def __call__(self, x: np.ndarray) -> np.ndarray:
     x = np.ascontiguousarray(x, dtype=np.float32)
@@ -364,6 +379,8 @@ class StagedForward:
 
 
 def _share(stage: Stage, d: int, parts: int) -> slice | None:
+  if stage.reach:  # shared by rows: every device computes every channel
+    return slice(0, stage.channels)
   shares = channel_shares(stage.channels, parts, stage.block)
   return shares[d] if d < len(shares) else None
 

@@ -91,8 +91,8 @@ def assert_parallel_calls_match(call, x: np.ndarray, model, reference: torch.nn.
 
 @pytest.mark.parametrize("scale", [3, 4])
 def test_staged_forward_equals_pytorch(tmp_path, scale):
-  """EDSR layer by layer, each core computing a share of every layer's output channels (blocks and width cut down
-  to keep the test short; the stages are the same code at any size)."""
+  """EDSR layer by layer, each core computing a share of every layer's output channels, and of the RGB output
+  layer's rows (blocks and width cut down to keep the test short; the stages are the same code at any size)."""
   torch.manual_seed(0)
   reference = ref.EDSR(scale, blocks=2, width=16)
   torch.save(reference.state_dict(), tmp_path / "edsr.pth")

@@ -101,5 +101,5 @@ class EDSR(SRNet):
       stages.append(Stage((len(stages),), width, lambda m, part, f, i=i, factor=factor: pixel_shuffle(
         m.tail[0][2 * i].outputs(f, slice(part.start * factor * factor, part.stop * factor * factor)), factor)))
     stages.append(Stage((len(stages),), self.channels, lambda m, part, u: (
-      m.tail[1].outputs(u, part) + m._mean(u.device)[:, part]) / m.rgb_range, block=1))
+      m.tail[1].outputs(u, part) + m._mean(u.device)[:, part]) / m.rgb_range, reach=1))
     return stages
