@@ -6,7 +6,8 @@ ctypes releases the GIL while a kernel runs.
 Thread safety: a TinyJit capture records every kernel that is realized anywhere in the process (tinygrad keeps one
 global capture list), so captures run one device after the other on the calling thread. Worker threads only replay
 captured JITs, which launch the recorded kernels on buffers that no other thread touches, and read results through
-zero-copy views of those buffers.
+zero-copy views of those buffers. Every jit here is a supertiny.replay.FastJit: its replays call the kernels
+directly, without tinygrad's Python work per kernel, during which the other threads would wait for the GIL.
 
 Training (`SplitTrainStep`) is data parallel: each device computes the gradient of its share of the batch, then
 every device averages all the gradients in the same order and applies its own copy of the optimizer, so the
@@ -29,13 +30,14 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple, TypeVar
 
 import numpy as np
-from tinygrad import Device, Tensor, TinyJit, dtypes, nn
+from tinygrad import Device, Tensor, dtypes, nn
 from tinygrad.dtype import DType
 from tinygrad.nn.optim import Optimizer
 from tinygrad.nn.state import get_parameters
 from tinygrad.uop.ops import Ops
 
 from .errors import SuperTinyError
+from .replay import FastJit
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -164,7 +166,7 @@ _worker = threading.local()  # .replay_only: set while calls may only replay cap
 
 
 class DeviceRunner:
-  """One device's copy of a model, with one TinyJit and one input slot per input shape: `runner(x)` maps an NCHW
+  """One device's copy of a model, with one jit (FastJit) and one input slot per input shape: `runner(x)` maps an NCHW
   numpy batch to the model's numpy output. The first device's runner calls the model itself, held weakly (runners
   live in caches keyed by the model)."""
 
@@ -177,7 +179,7 @@ class DeviceRunner:
       replica = replicate(model, device)
       self.model = lambda: replica  # type: ignore[assignment,return-value]
     self.dtype = next((p.dtype for p in get_parameters(model)), dtypes.float32)
-    self.jits: dict[tuple[int, ...], tuple[TinyJit, Tensor]] = {}
+    self.jits: dict[tuple[int, ...], tuple[FastJit, Tensor]] = {}
 
   def __call__(self, x: np.ndarray) -> np.ndarray:
     """The model's float32 output for a float32 NCHW batch (computed in the weights' dtype)."""
@@ -188,7 +190,7 @@ class DeviceRunner:
 
       def forward(t: Tensor) -> Tensor:
         return self.model()(t if dtype == dtypes.float32 else t.cast(dtype)).float().contiguous().realize()
-      self.jits[x.shape] = (TinyJit(forward), input_slot(x.shape, dtypes.float32, self.device))
+      self.jits[x.shape] = (FastJit(forward), input_slot(x.shape, dtypes.float32, self.device))
     jit, slot = self.jits[x.shape]
     if jit.cnt < 2 and getattr(_worker, "replay_only", False):
       raise Cold
@@ -313,14 +315,14 @@ class StagedForward:
     self.pool = ThreadPoolExecutor(len(devices) - 1, thread_name_prefix="supertiny-stage") if len(devices) > 1 \
       else None
 
-  def _jit(self, d: int, stage: Stage, part: slice) -> TinyJit:
+  def _jit(self, d: int, stage: Stage, part: slice) -> FastJit:
     model = self.models[d]
     dtype = next((p.dtype for p in get_parameters(model)), dtypes.float32)  # host values are float32
 
     def share(*values: Tensor) -> Tensor:
       values = tuple(v if dtype == dtypes.float32 else v.cast(dtype) for v in values)
       return stage.fn(model, part, *values).float().contiguous().realize()
-    return TinyJit(share)
+    return FastJit(share)
 
   def _run(self, plan: list, d: int, k: int) -> None:
     """Device d's share of stage k, if it has one."""
@@ -411,8 +413,8 @@ class SplitTrainStep:
       self.replica_params.append(list(copy.params))  # type: ignore[attr-defined]
     sizes = [p.numel() for p in optimizer.params]
     self.offsets = [sum(sizes[:k]) for k in range(len(sizes) + 1)]
-    self.grad_jits = [TinyJit(self._grads_fn(i, loss_fn)) for i in range(len(self.devices))]
-    self.update_jits = [TinyJit(self._update_fn(i)) for i in range(len(self.devices))]
+    self.grad_jits = [FastJit(self._grads_fn(i, loss_fn)) for i in range(len(self.devices))]
+    self.update_jits = [FastJit(self._update_fn(i)) for i in range(len(self.devices))]
     self.pool = ThreadPoolExecutor(len(self.devices) - 1, thread_name_prefix="supertiny-core")
     self.slots: list[tuple[Tensor, Tensor]] | None = None
     rate = optimizer.lr.numpy().reshape(1)
@@ -454,7 +456,7 @@ class SplitTrainStep:
       return value
     return update
 
-  def _run(self, jits: list[TinyJit], args: list[tuple]) -> list:
+  def _run(self, jits: list[FastJit], args: list[tuple]) -> list:
     """jits[i](*args[i]) for every device: one after another on this thread while any jit still compiles or
     captures, else the first here and the others on workers."""
     if any(j.cnt < 2 for j in jits):

@@ -75,6 +75,7 @@ def test_split_forward_equals_pytorch(tmp_path, shape):
   x = np.random.default_rng(1).random(shape, dtype=np.float32)
   assert len(split._pieces(x)) == 2  # really cut: into bands of rows, or by image
   assert_parallel_calls_match(split, x, model, reference, atol=1e-4)
+  assert all(jit.bound is not None for runner in split.cores.runners for jit, _ in runner.jits.values())
 
 
 def assert_parallel_calls_match(call, x: np.ndarray, model, reference: torch.nn.Module, atol: float) -> None:
@@ -101,7 +102,8 @@ def test_staged_forward_equals_pytorch(tmp_path, scale):
   staged = StagedForward(model, TWO)
   x = np.random.default_rng(2).random((1, 3, 9, 11), dtype=np.float32)
   assert_parallel_calls_match(staged, x, model, reference, atol=2e-5)
-  assert all(p.cnt >= 2 for jits in staged.plans[x.shape][0] for p, _, _ in filter(None, jits))  # really replayed
+  jits = [p for stage_jits in staged.plans[x.shape][0] for p, _, _ in filter(None, stage_jits)]
+  assert all(p.cnt >= 2 and p.bound is not None for p in jits)  # really replayed, by direct kernel calls
 
 
 def test_channel_shares_are_whole_blocks():
@@ -156,6 +158,7 @@ def test_split_training_steps_equal_pytorch(tmp_path, clip):
   for name, ours in {"extract.layer.weight": model.extract.layer.weight, "map.layer.bias": model.map.layer.bias,
                      "subpixel.weight": model.subpixel.weight}.items():
     np.testing.assert_allclose(ours.numpy(), theirs[name].numpy(), rtol=1e-4, atol=1e-6, err_msg=name)
+  assert all(j.bound is not None for j in step.grad_jits + step.update_jits)  # steps 3 and 4: direct calls
   for mine, copy in zip(step.replica_params[0], step.replica_params[1], strict=True):  # the copy follows
     np.testing.assert_array_equal(copy.numpy(), mine.numpy())
 

@@ -1,0 +1,127 @@
+"""Replaying a captured TinyJit's CPU kernels as direct calls.
+
+tinygrad 0.14 replays a captured jit call by call through its pattern matcher: resolving each call's buffers,
+looking up its runtime and converting its arguments again, about 50 us of Python per kernel on this project's CPU
+(`benchmarks/replay.py`). ESPCN's forward pass is a dozen kernels of 0.02-2 ms, so on a small image that is a
+large part of the time, and two threads replaying side by side (supertiny.cores) queue for the GIL between
+kernels. `FastJit` captures with TinyJit as usual, then binds the captured kernels to their buffers once: a replay
+is then one ctypes call per kernel, which releases the GIL for the whole kernel, and a memmove per host-to-host
+copy (docs/performance.md, "Replaying captured kernels").
+
+The binding holds only where every call of the capture is a CPU kernel without variables (other than tinygrad's
+thread index), a copy between host buffers or a copy of a constant made from Python values, and while the jit is
+called with the same input tensors (the input slots of supertiny.cores). Anything else (another backend, symbolic
+shapes, DEBUG or PROFILE output, new inputs) takes TinyJit's own replay, as does every jit made while `DIRECT` is
+false (`SUPERTINY_REPLAY=tinygrad`).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from tinygrad import Device, Tensor, TinyJit
+from tinygrad.engine.realize import get_runtime, resolve_params
+from tinygrad.helpers import DEBUG, PROFILE, to_tuple
+from tinygrad.uop.ops import Ops
+
+DIRECT = os.environ.get("SUPERTINY_REPLAY", "direct").lower() != "tinygrad"
+
+
+class FastJit:
+  """TinyJit(fxn) whose replays, once captured, call the kernels directly (see the module docstring). `cnt` counts
+  calls as TinyJit's does: 0 compiles, 1 captures, 2 and later replay."""
+
+  def __init__(self, fxn: Callable[..., Any]):
+    self.jit = TinyJit(fxn)
+    self.bound: tuple[tuple[Any, ...], list[Callable[[], Any]]] | None = None  # (input uops, one step per call)
+    self.buffers: list[Any] = []  # the buffers the bound steps' addresses point into, kept alive
+    self.tried = not DIRECT  # whether binding was tried: once, after the capture
+
+  @property
+  def cnt(self) -> int:
+    return self.jit.cnt
+
+  def __call__(self, *args: Tensor) -> Any:
+    if self.bound is not None and self.bound[0] == tuple(a.uop for a in args):
+      for step in self.bound[1]:
+        step()
+      return self.jit.captured.ret
+    out = self.jit(*args)
+    if self.jit.cnt >= 2 and not self.tried:  # captured: bind once, to these inputs
+      self.tried = True
+      bound = _bind(self.jit, args)
+      if bound is not None:
+        self.bound, self.buffers = (tuple(a.uop for a in args), bound[0]), bound[1]
+    return out
+
+
+def _bind(jit: TinyJit, args: Sequence[Tensor]) -> tuple[list[Callable[[], Any]], list[Any]] | None:
+  """One direct call per captured call and the buffers they use, or None where a call is not a plain CPU kernel or
+  host copy."""
+  captured = jit.captured
+  if captured is None or DEBUG >= 1 or PROFILE or not all(isinstance(a, Tensor) for a in args):
+    return None
+  inputs = tuple(a.uop.base for a in args)
+  if any(u.op is not Ops.BUFFER for u in inputs) or set(inputs) & captured._written_uops:
+    return None  # an input the jit would copy before writing to it, or not a plain buffer
+  steps: list[Callable[[], Any]] = []
+  keep: list[Any] = []
+  for call in captured.linear.src:
+    if call.op is not Ops.CALL:
+      return None
+    ast = call.src[0]
+    try:
+      buffers = [b.buffer for b in resolve_params(call, inputs)]
+    except Exception:
+      return None
+    if ast.op is Ops.COPY and len(buffers) == 2 and _on_cpu(buffers[0].device) and buffers[1].device == "PYTHON":
+      # a constant made from Python values during the capture (a model's mean colour): copied from a snapshot
+      dest, constant = buffers[0].ensure_allocated(), ctypes.create_string_buffer(bytes(buffers[1].as_memoryview()))
+      if len(constant.raw) < dest.nbytes:
+        return None
+      keep += [dest, constant]
+      steps.append(_copier(dest.get_buf(dest.device).va_addr, ctypes.addressof(constant), dest.nbytes))
+      continue
+    if any(not hasattr(b, "get_buf") or not _on_cpu(b.device) for b in buffers):
+      return None
+    if ast.op is Ops.COPY:
+      dest, src = (b.ensure_allocated() for b in buffers[:2])
+      if dest.nbytes != src.nbytes:
+        return None
+      keep += [dest, src]
+      steps.append(_copier(dest.get_buf(dest.device).va_addr, src.get_buf(src.device).va_addr, dest.nbytes))
+      continue
+    if ast.op is not Ops.PROGRAM:
+      return None
+    runtime = get_runtime(to_tuple(call.src[1].device)[0], ast)  # the device tinygrad's exec_kernel runs it on
+    if getattr(runtime, "lvp", False) or not hasattr(runtime, "fxn"):
+      return None
+    # a kernel split over tinygrad's CPU threads runs once per thread index (`core_id`), as CPUProgram does
+    threads = getattr(runtime, "runtimevars", {})
+    (parts, *rest), values = ast.arg.launch_dims({})[0], ast.arg.vals({})
+    if set(threads) - {"core_id"} or tuple(rest) != (1, 1) or (parts != 1 and not threads) or \
+       len(values) != len(threads):
+      return None
+    used = [buffers[i].ensure_allocated() for i in ast.arg.globals]
+    keep += used
+    addresses = [b.get_buf(b.device).va_addr for b in used] + [0] * len(values)
+    for thread in range(parts):
+      for slot in threads.values():
+        addresses[slot] = thread
+      steps.append(_caller(runtime.fxn, tuple(ctypes.c_uint64(a) for a in addresses)))
+  return steps, keep
+
+
+def _on_cpu(device: Any) -> bool:
+  return isinstance(device, str) and Device.canonicalize(device).split(":")[0] == "CPU"
+
+
+def _caller(fxn: Callable[..., None], addresses: tuple[ctypes.c_uint64, ...]) -> Callable[[], None]:
+  return lambda: fxn(*addresses)
+
+
+def _copier(dest: int, src: int, nbytes: int) -> Callable[[], Any]:
+  return lambda: ctypes.memmove(dest, src, nbytes)
