@@ -3,6 +3,7 @@ tiled inference for images of any size."""
 
 from __future__ import annotations
 
+import hashlib
 import math
 import warnings
 import weakref
@@ -11,8 +12,9 @@ from dataclasses import dataclass
 
 import numpy as np
 from tinygrad import Tensor
+from tinygrad.nn.state import get_parameters
 
-from .cores import CorePool, DeviceRunner, core_devices
+from .cores import CorePool, DeviceRunner, core_devices, host_array
 from .data.images import from_float, to_float
 from .errors import SuperTinyError
 from .models.registry import SRModel
@@ -52,16 +54,27 @@ class PlaneRunner:
     return out[0].transpose(1, 2, 0).astype(np.float64)
 
 
-_POOLS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> {devices: CorePool}, while it lives
+_POOLS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> {devices: (weights digest, CorePool)}
+
+
+def weights_digest(model: SRModel) -> bytes:
+  """A digest of every parameter's values (and BatchNorm statistics): it changes when the model is trained."""
+  digest = hashlib.blake2b(digest_size=16)
+  for p in get_parameters(model):
+    digest.update(host_array(p).tobytes())
+  return digest.digest()
 
 
 def core_pool(model: SRModel, cores: int | None = None) -> CorePool:
-  """The model's CorePool over `cores` CPU cores (None: SUPERTINY_CORES or all; on a GPU, the GPU), cached."""
+  """The model's CorePool over `cores` CPU cores (None: SUPERTINY_CORES or all; on a GPU, the GPU), cached. The
+  pool's jits read the weights' buffers as they were captured, and its copies on other cores are copies, so it is
+  made again when the weights have changed since (a model trained further, or loaded anew, in the same process)."""
   devices = core_devices(cores)
   pools = _POOLS.get(model) or _POOLS.setdefault(model, {})
-  if devices not in pools:
-    pools[devices] = CorePool(model, devices)
-  return pools[devices]
+  digest = weights_digest(model)
+  if devices not in pools or pools[devices][0] != digest:
+    pools[devices] = (digest, CorePool(model, devices))
+  return pools[devices][1]
 
 
 def guess_alpha(model: SRModel, bands: int) -> bool:

@@ -175,6 +175,12 @@ def test_tiles_on_two_cores_equal_one_core(assets):
   one = upscale_tiled(model, image, tile=32, cores=1)
   two = upscale_tiled(model, image, tile=32, cores=2)
   np.testing.assert_array_equal(two, one)
+  # weights changed in place (as training does) reach the copies on the other core too
+  for p in get_parameters(model):
+    p.assign(p * 0.9).realize()
+  changed = upscale_tiled(model, image, tile=32, cores=1)
+  assert not np.array_equal(changed, one)
+  np.testing.assert_array_equal(upscale_tiled(model, image, tile=32, cores=2), changed)
 
 
 def test_flat_cat_joins_more_pieces_than_a_kernel_takes():
