@@ -22,6 +22,8 @@ import os
 from tinygrad import Tensor, UOp, dtypes
 from tinygrad.uop.ops import AxisType, KernelInfo, Ops
 
+from .devices import on_cpu
+
 # Register blocks. The forward kernel's output rows have an odd stride, so tinygrad stores its results one float
 # at a time and clang's vectoriser, which starts from the stores, builds 8-wide (AVX) vectors of pixels (with
 # tinygrad's 4-wide folded stores it stayed at 4-wide): 8 pixels x 8 channels are eight 256-bit accumulators.
@@ -42,7 +44,7 @@ def kernel_path(device: str | tuple) -> bool:
   take tinygrad's convolution: a custom kernel sees the whole tensor's shape, not its shard's."""
   if os.environ.get("SUPERTINY_CONV", "kernel").lower() == "tinygrad" or os.environ.get("WINO", "0") not in ("", "0"):
     return False
-  return isinstance(device, str) and device.split(":")[0].upper() == "CPU"
+  return on_cpu(device)
 
 
 def conv2d(x: Tensor, weight: Tensor, bias: Tensor | None = None, padding: int = 0) -> Tensor:

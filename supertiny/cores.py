@@ -36,6 +36,7 @@ from tinygrad.nn.optim import Optimizer
 from tinygrad.nn.state import get_parameters
 from tinygrad.uop.ops import Ops
 
+from .devices import on_cpu
 from .errors import SuperTinyError
 from .replay import FastJit
 
@@ -52,7 +53,7 @@ def core_devices(cores: int | None = None) -> tuple[str, ...]:
   """One CPU device per core ("CPU", "CPU:1", ...) when the default device is the CPU; just the default device
   elsewhere (a GPU has its own parallelism). `cores` None: SUPERTINY_CORES if set, else every core this process may
   use."""
-  if Device.DEFAULT.split(":")[0].upper() != "CPU":
+  if not on_cpu(Device.DEFAULT):
     return (Device.DEFAULT,)
   if cores is None:
     setting = os.environ.get("SUPERTINY_CORES", "").strip()

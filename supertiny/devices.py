@@ -7,6 +7,11 @@ from tinygrad import Device
 from .errors import SuperTinyError
 
 
+def on_cpu(device: object) -> bool:
+  """Whether `device` names tinygrad's CPU backend ("CPU", "CPU:1", ...); False for a tuple of devices (sharded)."""
+  return isinstance(device, str) and device.split(":")[0].upper() == "CPU"
+
+
 def open_device(name: str) -> str:
   """The canonical name of `name` ("CPU:0" -> "CPU"), after opening it; fails for a backend or index this machine
   does not have."""

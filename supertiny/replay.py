@@ -22,10 +22,12 @@ import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from tinygrad import Device, Tensor, TinyJit
+from tinygrad import Tensor, TinyJit
 from tinygrad.engine.realize import get_runtime, resolve_params
 from tinygrad.helpers import DEBUG, PROFILE, to_tuple
 from tinygrad.uop.ops import Ops
+
+from .devices import on_cpu
 
 DIRECT = os.environ.get("SUPERTINY_REPLAY", "direct").lower() != "tinygrad"
 
@@ -77,22 +79,22 @@ def _bind(jit: TinyJit, args: Sequence[Tensor]) -> tuple[list[Callable[[], Any]]
       buffers = [b.buffer for b in resolve_params(call, inputs)]
     except Exception:
       return None
-    if ast.op is Ops.COPY and len(buffers) == 2 and _on_cpu(buffers[0].device) and buffers[1].device == "PYTHON":
+    if ast.op is Ops.COPY and len(buffers) == 2 and on_cpu(buffers[0].device) and buffers[1].device == "PYTHON":
       # a constant made from Python values during the capture (a model's mean colour): copied from a snapshot
       dest, constant = buffers[0].ensure_allocated(), ctypes.create_string_buffer(bytes(buffers[1].as_memoryview()))
       if len(constant.raw) < dest.nbytes:
         return None
       keep += [dest, constant]
-      steps.append(_copier(dest.get_buf(dest.device).va_addr, ctypes.addressof(constant), dest.nbytes))
+      steps.append(_copier(_address(dest), ctypes.addressof(constant), dest.nbytes))
       continue
-    if any(not hasattr(b, "get_buf") or not _on_cpu(b.device) for b in buffers):
+    if any(not hasattr(b, "get_buf") or not on_cpu(b.device) for b in buffers):
       return None
     if ast.op is Ops.COPY:
       dest, src = (b.ensure_allocated() for b in buffers[:2])
       if dest.nbytes != src.nbytes:
         return None
       keep += [dest, src]
-      steps.append(_copier(dest.get_buf(dest.device).va_addr, src.get_buf(src.device).va_addr, dest.nbytes))
+      steps.append(_copier(_address(dest), _address(src), dest.nbytes))
       continue
     if ast.op is not Ops.PROGRAM:
       return None
@@ -107,7 +109,7 @@ def _bind(jit: TinyJit, args: Sequence[Tensor]) -> tuple[list[Callable[[], Any]]
       return None
     used = [buffers[i].ensure_allocated() for i in ast.arg.globals]
     keep += used
-    addresses = [b.get_buf(b.device).va_addr for b in used] + [0] * len(values)
+    addresses = [_address(b) for b in used] + [0] * len(values)
     for thread in range(parts):
       for slot in threads.values():
         addresses[slot] = thread
@@ -115,8 +117,9 @@ def _bind(jit: TinyJit, args: Sequence[Tensor]) -> tuple[list[Callable[[], Any]]
   return steps, keep
 
 
-def _on_cpu(device: Any) -> bool:
-  return isinstance(device, str) and Device.canonicalize(device).split(":")[0] == "CPU"
+def _address(buffer: Any) -> int:
+  """Where a host buffer's bytes start (a view's offset included)."""
+  return buffer.get_buf(buffer.device).va_addr
 
 
 def _caller(fxn: Callable[..., None], addresses: tuple[ctypes.c_uint64, ...]) -> Callable[[], None]:
