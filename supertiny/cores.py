@@ -27,6 +27,7 @@ import types
 import weakref
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import NamedTuple, TypeVar
 
 import numpy as np
@@ -282,15 +283,21 @@ class Stage(NamedTuple):
   """One layer of a model's forward pass for `StagedForward`: `fn(model, part, *values)` computes output channels
   `part` of the layer from the values named by `inputs` (0: the model's input, k: stage k's output, whole);
   `channels` is the layer's output channel count and `block` the granularity of a share (supertiny.conv's register
-  block of output channels). `reach` > 0 shares the layer by rows instead: each device computes every channel of
-  a band of output rows, from its inputs' rows widened by `reach` (inputs and output at the same resolution); for
+  block of output channels). `border` > 0 keeps the output in host memory with a zero border of that many pixels on
+  every side: the zero padding of the convolutions that read it, which then run unpadded (no padding kernel per
+  layer). Stages receive their inputs as kept, border included; the model's input has none.
+
+  `reach` > 0 shares the layer by rows instead: each device computes every channel of a band of output rows, for
   layers with too few output channels to share (an RGB output convolution costs as much for one channel as for
-  three on this CPU)."""
+  three on this CPU). Such a stage receives the band of its inputs' rows with `reach` pixels of context on every
+  side (zeros beyond the image), so that unpadded operations give exactly the band's rows; inputs and output are at
+  the same resolution."""
   inputs: tuple[int, ...]
   channels: int
   fn: Callable[..., Tensor]
   block: int = 8
   reach: int = 0
+  border: int = 0
 
 
 def channel_shares(channels: int, parts: int, block: int) -> list[slice]:
@@ -300,70 +307,132 @@ def channel_shares(channels: int, parts: int, block: int) -> list[slice]:
   return [slice(a * size, b * size) for a, b, _, _ in row_bands(units, parts, 0) if b > a]
 
 
+class _Share:
+  """One device's part of one stage: its jit, input slots, output channels (all of them for a stage shared by rows)
+  and output rows, and whether the jit reads the host values in place and writes its output into them."""
+
+  def __init__(self, jit: FastJit, part: slice, rows: slice):
+    self.jit, self.part, self.rows = jit, part, rows
+    self.slots: list[Tensor] = []
+    self.reads_host = self.writes_host = False
+
+
+@dataclass
+class _Plan:
+  """What StagedForward keeps per input shape: the values in host memory (the input, then each stage's output, as
+  kept: with their borders), each device's shares, made at the first call (None: the device has none), and whether
+  the captured shares were pointed at the values."""
+  values: list[np.ndarray | None]
+  shares: list[dict[int, _Share | None]]
+  redirected: bool = False
+
+
 class StagedForward:
   """`model(x)` for one NCHW float numpy image, layer by layer, each device computing a share of every layer's
   output channels from the whole of its inputs (`model.channel_stages()`; a stage with a `reach` is shared by rows
   instead). For models whose reach covers a small image, so that bands of rows would repeat most of the work (EDSR
   at 64x64). Between layers the shares meet in host memory and the threads wait for each other; the first two
-  calls of a shape (compile, capture) run one device after the other on the calling thread."""
+  calls of a shape (compile, capture) run one device after the other on the calling thread. From then on the
+  shares' kernels read their inputs where they lie in host memory and write their output channels in place
+  (`FastJit.redirect`): nothing is copied between layers."""
 
   def __init__(self, model: object, devices: Sequence[str], copies: Sequence[object] | None = None):
     """`copies`: the model's copies on devices[1:] where the caller holds them already (a CorePool's)."""
     self.stages: list[Stage] = model.channel_stages()  # type: ignore[attr-defined]
+    self.borders = [0, *(st.border for st in self.stages)]  # of each value
     self.models = [model, *(copies if copies is not None else [replicate(model, d) for d in devices[1:]])]
     self.devices = tuple(devices)
-    self.plans: dict[tuple[int, ...], list] = {}  # input shape -> [jits and input slots per device, values]
+    self.plans: dict[tuple[int, ...], _Plan] = {}
     self.pool = ThreadPoolExecutor(len(devices) - 1, thread_name_prefix="supertiny-stage") if len(devices) > 1 \
       else None
 
-  def _jit(self, d: int, stage: Stage, part: slice) -> FastJit:
+  def _share(self, d: int, k: int, inputs: list[np.ndarray]) -> _Share | None:
+    """Device d's share of stage k, None if it has none."""
+    stage, parts = self.stages[k], len(self.devices)
+    rows = slice(None)
+    if stage.reach:  # every channel of a band of rows
+      height = inputs[0].shape[2] - 2 * self.borders[stage.inputs[0]]
+      _, _, keep_from, keep_to = row_bands(height, parts, 0)[d]
+      if keep_to == keep_from:
+        return None
+      part, rows = slice(0, stage.channels), slice(keep_from, keep_to)
+    else:
+      shares = channel_shares(stage.channels, parts, stage.block)
+      if d >= len(shares):
+        return None
+      part = shares[d]
     model = self.models[d]
     dtype = next((p.dtype for p in get_parameters(model)), dtypes.float32)  # host values are float32
+    borders = [self.borders[i] for i in stage.inputs]
 
     def share(*values: Tensor) -> Tensor:
       values = tuple(v if dtype == dtypes.float32 else v.cast(dtype) for v in values)
-      return stage.fn(model, part, *values).float().contiguous().realize()
-    return FastJit(share)
+      if stage.reach:
+        values = tuple(_band(v, b, rows, stage.reach) for v, b in zip(values, borders, strict=True))
+      out = stage.fn(model, part, *values)
+      if stage.border:
+        out = out.pad((stage.border,) * 4)
+      return out.float().contiguous().realize()
+    return _Share(FastJit(share), part, rows)
 
-  def _run(self, plan: list, d: int, k: int) -> None:
+  def _run(self, plan: _Plan, d: int, k: int) -> None:
     """Device d's share of stage k, if it has one."""
-    jits, values = plan
-    if jits[d][k] is None:
-      return
-    jit, slots, part = jits[d][k]
-    stage = self.stages[k]
+    stage, values = self.stages[k], plan.values
     inputs = [values[i] for i in stage.inputs]
-    height = inputs[0].shape[2]
-    if stage.reach:  # a band of rows, read with `reach` rows of each neighbour
-      read_from, read_to, keep_from, keep_to = row_bands(height, len(self.devices), stage.reach)[d]
-      if keep_to == keep_from:
-        return
-      inputs = [v[:, :, read_from:read_to] for v in inputs]
-    if not slots:  # first call: one input slot per input value, on this device
-      slots.extend(input_slot(v.shape, dtypes.float32, self.devices[d]) for v in inputs)
-    out = host_array(jit(*(write_into(slot, v) for slot, v in zip(slots, inputs, strict=True))))
-    if values[k + 1] is None:
-      shape = (out.shape[0], stage.channels, height if stage.reach else out.shape[2], out.shape[3])
-      values[k + 1] = np.empty(shape, dtype=np.float32)
-    if stage.reach:
-      values[k + 1][:, :, keep_from:keep_to] = out[:, :, keep_from - read_from:keep_to - read_from]
+    if k not in plan.shares[d]:  # first call (on the calling thread)
+      plan.shares[d][k] = self._share(d, k, inputs)
+    share = plan.shares[d][k]
+    if share is None:
+      return
+    if not share.slots:
+      share.slots.extend(input_slot(v.shape, dtypes.float32, self.devices[d]) for v in inputs)
+    if share.reads_host:
+      out = share.jit(*share.slots)
     else:
-      values[k + 1][:, part] = out
+      out = share.jit(*(write_into(slot, v) for slot, v in zip(share.slots, inputs, strict=True)))
+    if share.writes_host:
+      return
+    out = host_array(out)
+    b = stage.border
+    if values[k + 1] is None:  # zeros: the border of a value written in bands of rows stays zero
+      height = inputs[0].shape[2] - 2 * self.borders[stage.inputs[0]] + 2 * b if stage.reach else out.shape[2]
+      width = out.shape[3] + 2 * b if stage.reach else out.shape[3]
+      values[k + 1] = np.zeros((out.shape[0], stage.channels, height, width), dtype=np.float32)
+    if stage.reach:
+      values[k + 1][:, :, b + share.rows.start:b + share.rows.stop, b:b + out.shape[3]] = out
+    else:
+      values[k + 1][:, share.part] = out
+
+  def _redirect(self, plan: _Plan) -> None:
+    """Point every captured share at the host values: inputs read in place; outputs written into their channels
+    where those are one contiguous run (a share of channels of one image; not a band of rows)."""
+    for shares in plan.shares:
+      for k, share in shares.items():
+        if share is None:
+          continue
+        inputs = [plan.values[i] for i in self.stages[k].inputs]
+        target = None if self.stages[k].reach else plan.values[k + 1][:, share.part]
+        if target is not None and target.flags.c_contiguous and share.jit.redirect(inputs, target):
+          share.reads_host = share.writes_host = True
+        else:
+          share.reads_host = share.jit.redirect(inputs)
 
   def __call__(self, x: np.ndarray) -> np.ndarray:
-    x = np.ascontiguousarray(x, dtype=np.float32)
     if x.shape not in self.plans:
-      jits = [[(self._jit(d, st, part), [], part) if (part := _share(st, d, len(self.devices))) is not None else None
-               for st in self.stages] for d in range(len(self.devices))]
-      self.plans[x.shape] = [jits, [None] * (len(self.stages) + 1)]
+      self.plans[x.shape] = _Plan([np.empty(x.shape, np.float32), *([None] * len(self.stages))],
+                                  [{} for _ in self.devices])
     plan = self.plans[x.shape]
-    plan[1][0] = x
-    captured = all(entry[0].cnt >= 2 for jits in plan[0] for entry in jits if entry is not None)
+    plan.values[0][...] = x  # in place: redirected kernels read it there
+    shares = [s for d_shares in plan.shares for s in d_shares.values() if s is not None]
+    captured = bool(shares) and all(s.jit.cnt >= 2 for s in shares)
     if self.pool is None or not captured:
       for k in range(len(self.stages)):  # compile and capture on this thread, one device after the other
         for d in range(len(self.devices)):
           self._run(plan, d, k)
     else:
+      if not plan.redirected:
+        self._redirect(plan)
+        plan.redirected = True
       barrier = threading.Barrier(len(self.devices))
 
       def replay(d: int) -> None:
@@ -378,14 +447,17 @@ class StagedForward:
       replay(0)
       for f in futures:
         f.result()
-    return plan[1][-1].copy()
+    b, out = self.borders[-1], plan.values[-1]
+    return (out[:, :, b:out.shape[2] - b, b:out.shape[3] - b] if b else out).copy()
 
 
-def _share(stage: Stage, d: int, parts: int) -> slice | None:
-  if stage.reach:  # shared by rows: every device computes every channel
-    return slice(0, stage.channels)
-  shares = channel_shares(stage.channels, parts, stage.block)
-  return shares[d] if d < len(shares) else None
+def _band(value: Tensor, border: int, rows: slice, reach: int) -> Tensor:
+  """Rows `rows` of an image kept with a zero border of `border` pixels, with `reach` pixels of context on every
+  side (zeros beyond the image)."""
+  if border < reach:
+    value, border = value.pad((reach - border,) * 4), reach
+  skip = border - reach
+  return value[:, :, rows.start + skip:rows.stop + skip + 2 * reach, skip:value.shape[3] - skip]
 
 
 class SplitTrainStep:

@@ -13,6 +13,10 @@ thread index), a copy between host buffers or a copy of a constant made from Pyt
 called with the same input tensors (the input slots of supertiny.cores). Anything else (another backend, symbolic
 shapes, DEBUG or PROFILE output, new inputs) takes TinyJit's own replay, as does every jit made while `DIRECT` is
 false (`SUPERTINY_REPLAY=tinygrad`).
+
+A bound jit can also be pointed at host memory (`FastJit.redirect`): its kernels then read their inputs from numpy
+arrays and write the result into one, so that the layers of supertiny.cores.StagedForward pass their values to
+each other, and between cores, without a copy.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import numpy as np
 from tinygrad import Tensor, TinyJit
 from tinygrad.engine.realize import get_runtime, resolve_params
 from tinygrad.helpers import DEBUG, PROFILE, to_tuple
@@ -41,6 +46,7 @@ class FastJit:
     self.bound: tuple[tuple[Any, ...], list[Callable[[], Any]]] | None = None  # (input uops, one step per call)
     self.buffers: list[Any] = []  # the buffers the bound steps' addresses point into, kept alive
     self.tried = not DIRECT  # whether binding was tried: once, after the capture
+    self.args: tuple[Tensor, ...] = ()  # the inputs bound to
 
   @property
   def cnt(self) -> int:
@@ -56,13 +62,47 @@ class FastJit:
       self.tried = True
       bound = _bind(self.jit, args)
       if bound is not None:
-        self.bound, self.buffers = (tuple(a.uop for a in args), bound[0]), bound[1]
+        self.bound, self.buffers, self.args = (tuple(a.uop for a in args), bound[0]), bound[1], tuple(args)
     return out
 
+  def redirect(self, inputs: Sequence[np.ndarray | None], output: np.ndarray | None = None) -> bool:
+    """Once bound: read input i from the host array `inputs[i]` instead of its tensor (None: from the tensor), and
+    write the result, a single tensor, into `output` instead of the tensor's buffer (None: the buffer). Calls with
+    the bound inputs then neither read those tensors nor update the returned one. Each array must be C-contiguous,
+    of the tensor's dtype and size, and stay where it is: the jit keeps a reference. False (nothing changed) where
+    the jit is not bound or an array does not fit; CPU only, as binding is."""
+    if self.bound is None:
+      return False
+    ret = self.jit.captured.ret
+    pairs = list(zip(self.args, inputs, strict=True))
+    if output is not None:
+      if not isinstance(ret, Tensor):
+        return False
+      pairs.append((ret, output))
+    moved: dict[int, int] = {}
+    for tensor, array in pairs:
+      if array is None:
+        continue
+      buffer = tensor.uop.base.realized
+      if buffer is None or buffer.base is not buffer or not array.flags.c_contiguous or \
+         array.dtype != np.dtype(tensor.dtype.fmt or "V") or array.nbytes != buffer.nbytes:
+        return False
+      moved[id(buffer)] = array.ctypes.data
+    bound = _bind(self.jit, self.args, moved)
+    if bound is None:
+      return False
+    self.bound, self.buffers = (self.bound[0], bound[0]), [*bound[1], *(a for _, a in pairs if a is not None)]
+    return True
 
-def _bind(jit: TinyJit, args: Sequence[Tensor]) -> tuple[list[Callable[[], Any]], list[Any]] | None:
+
+def _bind(jit: TinyJit, args: Sequence[Tensor], moved: dict[int, int] | None = None) \
+    -> tuple[list[Callable[[], Any]], list[Any]] | None:
   """One direct call per captured call and the buffers they use, or None where a call is not a plain CPU kernel or
-  host copy."""
+  host copy. `moved`: id(base buffer) -> the host address used in its place."""
+  def address(buffer: Any) -> int:
+    base = moved.get(id(buffer.base)) if moved else None
+    return _address(buffer) if base is None else base + buffer.offset
+
   captured = jit.captured
   if captured is None or DEBUG >= 1 or PROFILE or not all(isinstance(a, Tensor) for a in args):
     return None
@@ -85,7 +125,7 @@ def _bind(jit: TinyJit, args: Sequence[Tensor]) -> tuple[list[Callable[[], Any]]
       if len(constant.raw) < dest.nbytes:
         return None
       keep += [dest, constant]
-      steps.append(_copier(_address(dest), ctypes.addressof(constant), dest.nbytes))
+      steps.append(_copier(address(dest), ctypes.addressof(constant), dest.nbytes))
       continue
     if any(not hasattr(b, "get_buf") or not on_cpu(b.device) for b in buffers):
       return None
@@ -94,7 +134,7 @@ def _bind(jit: TinyJit, args: Sequence[Tensor]) -> tuple[list[Callable[[], Any]]
       if dest.nbytes != src.nbytes:
         return None
       keep += [dest, src]
-      steps.append(_copier(_address(dest), _address(src), dest.nbytes))
+      steps.append(_copier(address(dest), address(src), dest.nbytes))
       continue
     if ast.op is not Ops.PROGRAM:
       return None
@@ -109,7 +149,7 @@ def _bind(jit: TinyJit, args: Sequence[Tensor]) -> tuple[list[Callable[[], Any]]
       return None
     used = [buffers[i].ensure_allocated() for i in ast.arg.globals]
     keep += used
-    addresses = [_address(b) for b in used] + [0] * len(values)
+    addresses = [address(b) for b in used] + [0] * len(values)
     for thread in range(parts):
       for slot in threads.values():
         addresses[slot] = thread

@@ -79,15 +79,16 @@ def test_split_forward_equals_pytorch(tmp_path, shape):
 
 
 def assert_parallel_calls_match(call, x: np.ndarray, model, reference: torch.nn.Module, atol: float) -> None:
-  """Four calls (compiled, captured one device at a time, then replayed on two threads) give PyTorch's result and,
-  within float rounding, the one-device model's."""
-  with torch.no_grad():
-    theirs = reference(torch.from_numpy(x)).numpy()
+  """Four calls (compiled, captured one device at a time, then replayed on two threads), each on new values of x's
+  shape, give PyTorch's result and, within float rounding, the one-device model's."""
   one = TinyJit(lambda t: model(t).realize())
-  for _ in range(4):
-    ours = call(x)
+  for k in range(4):
+    values = x if k == 0 else np.random.default_rng(k).random(x.shape, dtype=np.float32)
+    with torch.no_grad():
+      theirs = reference(torch.from_numpy(values)).numpy()
+    ours = call(values)
     np.testing.assert_allclose(ours, theirs, atol=atol, rtol=0)
-    np.testing.assert_allclose(ours, one(Tensor(x)).numpy(), atol=1e-6, rtol=0)
+    np.testing.assert_allclose(ours, one(Tensor(values)).numpy(), atol=1e-6, rtol=0)
 
 
 @pytest.mark.parametrize("scale", [3, 4])
@@ -102,8 +103,11 @@ def test_staged_forward_equals_pytorch(tmp_path, scale):
   staged = StagedForward(model, TWO)
   x = np.random.default_rng(2).random((1, 3, 9, 11), dtype=np.float32)
   assert_parallel_calls_match(staged, x, model, reference, atol=2e-5)
-  jits = [p for stage_jits in staged.plans[x.shape][0] for p, _, _ in filter(None, stage_jits)]
-  assert all(p.cnt >= 2 and p.bound is not None for p in jits)  # really replayed, by direct kernel calls
+  shares = [s for device_shares in staged.plans[x.shape].shares for s in device_shares.values() if s is not None]
+  assert all(s.jit.cnt >= 2 and s.jit.bound is not None for s in shares)  # really replayed, by direct kernel calls
+  # ... reading the values in host memory, and writing there all but the RGB layer's bands of rows
+  assert all(s.reads_host for s in shares)
+  assert sum(not s.writes_host for s in shares) == len(TWO)
 
 
 def test_channel_shares_are_whole_blocks():

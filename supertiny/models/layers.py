@@ -52,9 +52,11 @@ class Conv2d(nn.Conv2d):
   def __call__(self, x: Tensor) -> Tensor:
     return conv2d(x, self.weight, self.bias, padding=self.padding)
 
-  def outputs(self, x: Tensor, channels: slice) -> Tensor:
-    """Output channels `channels` of `self(x)` alone (a share of the layer for one core, supertiny.cores)."""
-    return conv2d(x, self.weight[channels], None if self.bias is None else self.bias[channels], padding=self.padding)
+  def outputs(self, x: Tensor, channels: slice, padded: bool = False) -> Tensor:
+    """Output channels `channels` of `self(x)` alone (a share of the layer for one core, supertiny.cores). `padded`:
+    `x` carries the layer's zero padding already (a border of `padding` pixels), so none is added."""
+    bias = None if self.bias is None else self.bias[channels]
+    return conv2d(x, self.weight[channels], bias, padding=0 if padded else self.padding)
 
 
 def conv(in_channels: int, out_channels: int, kernel: int, bias: bool = True) -> Conv2d:
