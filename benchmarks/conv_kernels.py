@@ -5,6 +5,7 @@ backward).
 
   .venv/bin/python benchmarks/conv_kernels.py                    # ESPCN's middle layer and an EDSR body conv
   .venv/bin/python benchmarks/conv_kernels.py --accumulators 64  # supertiny.conv with larger register blocks
+  .venv/bin/python benchmarks/conv_kernels.py --no-wide-block    # 8 channels x 8 pixels on wide rows too
   .venv/bin/python benchmarks/conv_kernels.py --two-devices      # do CPU:0 and CPU:1 run at the same time
                                                                  # (queued from one thread; from two threads)?
   .venv/bin/python benchmarks/conv_kernels.py --layers edsr-upsampler-infer --iters 3
@@ -78,11 +79,15 @@ def main() -> None:
   parser.add_argument("--iters", type=int, default=10)
   parser.add_argument("--layers", default=",".join(DEFAULT_LAYERS), help=f"comma-separated, of {', '.join(LAYERS)}")
   parser.add_argument("--accumulators", type=int, help=f"supertiny.conv register block (default {conv.ACCUMULATORS})")
+  parser.add_argument("--no-wide-block", dest="wide", action="store_false",
+                      help=f"never supertiny.conv's {conv.WIDE_BLOCK} (channels, pixels) register block")
   parser.add_argument("--two-devices", action="store_true",
                       help="time supertiny.conv on CPU:0 alone and on CPU:0 and CPU:1 at once")
   args = parser.parse_args()
   if args.accumulators:
     conv.ACCUMULATORS = args.accumulators
+  if not args.wide:
+    conv.WIDE_BLOCK = None
   sync = Device["CPU"].synchronize
   generic = lambda x, w, p: x.conv2d(w, padding=p)  # noqa: E731
   ours = lambda x, w, p: conv.conv2d(x, w, padding=p)  # noqa: E731

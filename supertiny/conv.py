@@ -29,11 +29,14 @@ from .devices import on_cpu
 # tinygrad's 4-wide folded stores it stayed at 4-wide): 8 pixels x 8 channels are eight 256-bit accumulators.
 # The unused column is each row's first: every store address is then base + constant, which tinygrad emits in
 # order (a store at the bare base came last, and clang kept that channel's pixels in a shuffled order).
+# Rows wide enough for it take 4 channels x 16 pixels instead (two vectors of pixels per channel: 6 loads and
+# broadcasts per 8 FMAs, against 9 per 8): 1.1-1.3x faster from 48 pixels wide up, slower at 24 (docs/performance.md).
 # The weight gradient vectorises across input channels and keeps 32 accumulators (an odd stride made it slower).
 CHANNEL_BLOCKS = (8, 6, 4, 3, 2, 1)
 ACCUMULATORS = 64
 GRAD_ACCUMULATORS = 32
 ROW_BLOCKS = (8, 4)
+WIDE_BLOCK: tuple[int, int] | None = (4, 16)  # (channels, pixels); None: never
 WEIGHT_GROUP_BYTES = 160 * 1024  # forward: weights of the output channels that one pass over the rows serves
 PARTIAL_BYTES = 256 * 1024  # weight gradient: input rows summed per partial result, sized to stay in L2
 
@@ -74,6 +77,17 @@ def _row_block(width: int, channel_block: int) -> int:
   return ROW_BLOCKS[-1]
 
 
+def _register_block(channels: int, width: int) -> tuple[int, int]:
+  """(output channels, pixels) held in registers: the wide block where the channels divide and padding the row
+  wastes at most an eighth of it, else the widest channel block and a row block to match."""
+  if WIDE_BLOCK is not None:
+    ou, xu = WIDE_BLOCK
+    if channels % ou == 0 and -width % xu <= width // 8:
+      return ou, xu
+  ou = _channel_block(channels)
+  return ou, _row_block(width, ou)
+
+
 def _valid_conv(x: Tensor, weight: Tensor) -> Tensor:
   """Unpadded ('valid') convolution; the width is padded on the right to a whole number of register blocks and the
   result cropped back. The output buffer's rows get one more, unused column in front: an odd row stride, so that
@@ -84,8 +98,7 @@ def _valid_conv(x: Tensor, weight: Tensor) -> Tensor:
   out_h, out_w = height - kh + 1, width - kw + 1
   if out_h < 1 or out_w < 1:
     raise ValueError(f"conv2d: input {height}x{width} is smaller than the {kh}x{kw} kernel")
-  ou = _channel_block(out_channels)
-  xu = _row_block(out_w, ou)
+  ou, xu = _register_block(out_channels, out_w)
   extra = -out_w % xu
   xp = (x.pad((0, extra, 0, 0)) if extra else x).contiguous()
   stride = out_w + extra + 1

@@ -10,7 +10,8 @@ from tinygrad import Tensor
 from supertiny import conv
 
 # (batch, in channels, out channels, height, width, kernel): odd widths (row padding), one input or output channel,
-# channel counts that are no multiple of 8, wide rows (32-pixel blocks), 1x1 and 5x5 kernels
+# channel counts that are no multiple of 8, rows wide enough for the 4-channel x 16-pixel register block (63: padded
+# to 64), 1x1 and 5x5 kernels
 SHAPES = [
   (2, 3, 5, 7, 9, 3),
   (1, 1, 64, 17, 23, 5),
@@ -18,6 +19,7 @@ SHAPES = [
   (1, 8, 8, 5, 5, 1),
   (2, 16, 1, 9, 70, 3),
   (3, 12, 24, 6, 40, 3),
+  (2, 8, 12, 5, 63, 3),
 ]
 
 
@@ -47,7 +49,7 @@ def test_pixels_do_not_depend_on_image_size():
   """Every output pixel sums its products in one order whatever the image size, so a crop of the input gives
   bit-identical interior pixels: tiled inference cannot change a value."""
   rng = np.random.default_rng(1)
-  image = rng.standard_normal((1, 16, 21, 45)).astype(np.float32)
+  image = rng.standard_normal((1, 16, 21, 45)).astype(np.float32)  # 45 and 31 wide: 16-pixel blocks; 17, 24: 8
   weight = rng.standard_normal((24, 16, 3, 3)).astype(np.float32)
   whole = conv.conv2d(Tensor(image), Tensor(weight), padding=1).numpy()
   for width in (17, 24, 31):
