@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 from tinygrad import Tensor, TinyJit
 from tinygrad.engine.realize import get_runtime, resolve_params
-from tinygrad.helpers import DEBUG, PROFILE, to_tuple
+from tinygrad.helpers import DEBUG, PROFILE, ansistrip, to_tuple
 from tinygrad.uop.ops import Ops
 
 from .devices import on_cpu
@@ -125,7 +125,7 @@ def _bind(jit: TinyJit, args: Sequence[Tensor], moved: dict[int, int] | None = N
       if len(constant.raw) < dest.nbytes:
         return None
       keep += [dest, constant]
-      steps.append(_copier(address(dest), ctypes.addressof(constant), dest.nbytes))
+      steps.append(_labelled(_copier(address(dest), ctypes.addressof(constant), dest.nbytes), "copy constant"))
       continue
     if any(not hasattr(b, "get_buf") or not on_cpu(b.device) for b in buffers):
       return None
@@ -134,7 +134,7 @@ def _bind(jit: TinyJit, args: Sequence[Tensor], moved: dict[int, int] | None = N
       if dest.nbytes != src.nbytes:
         return None
       keep += [dest, src]
-      steps.append(_copier(address(dest), address(src), dest.nbytes))
+      steps.append(_labelled(_copier(address(dest), address(src), dest.nbytes), "copy"))
       continue
     if ast.op is not Ops.PROGRAM:
       return None
@@ -153,13 +153,20 @@ def _bind(jit: TinyJit, args: Sequence[Tensor], moved: dict[int, int] | None = N
     for thread in range(parts):
       for slot in threads.values():
         addresses[slot] = thread
-      steps.append(_caller(runtime.fxn, tuple(ctypes.c_uint64(a) for a in addresses)))
+      steps.append(_labelled(_caller(runtime.fxn, tuple(ctypes.c_uint64(a) for a in addresses)),
+                             ansistrip(ast.arg.name) if parts == 1 else f"{ansistrip(ast.arg.name)} [{thread}]"))
   return steps, keep
 
 
 def _address(buffer: Any) -> int:
   """Where a host buffer's bytes start (a view's offset included)."""
   return buffer.get_buf(buffer.device).va_addr
+
+
+def _labelled(step: Callable[[], Any], label: str) -> Callable[[], Any]:
+  """`step`, carrying the kernel's name as `step.label` (for profiles: benchmarks/stage_times.py)."""
+  step.label = label  # type: ignore[attr-defined]
+  return step
 
 
 def _caller(fxn: Callable[..., None], addresses: tuple[ctypes.c_uint64, ...]) -> Callable[[], None]:
