@@ -370,7 +370,7 @@ class StagedForward:
       if stage.reach:
         values = tuple(_band(v, b, rows, stage.reach) for v, b in zip(values, borders, strict=True))
       out = stage.fn(model, part, *values)
-      if stage.border:
+      if stage.border and not stage.reach:  # a band of rows goes into a value whose border is zeros already
         out = out.pad((stage.border,) * 4)
       return out.float().contiguous().realize()
     return _Share(FastJit(share), part, rows)

@@ -17,6 +17,7 @@ from supertiny.cores import (
   CorePool,
   SplitForward,
   SplitTrainStep,
+  Stage,
   StagedForward,
   channel_shares,
   core_devices,
@@ -108,6 +109,22 @@ def test_staged_forward_equals_pytorch(tmp_path, scale):
   # ... reading the values in host memory, and writing there all but the RGB layer's bands of rows
   assert all(s.reads_host for s in shares)
   assert sum(not s.writes_host for s in shares) == len(TWO)
+
+
+class BandThenShares:
+  """Two elementwise stages: one shared by rows whose output keeps a border, one reading that border."""
+
+  def channel_stages(self) -> list[Stage]:
+    return [Stage((0,), 2, lambda m, part, x: x[:, :, 1:-1, 1:-1] + 1, reach=1, border=1),
+            Stage((1,), 2, lambda m, part, v: v[:, part] * 3, block=1)]
+
+
+def test_row_shared_stage_output_keeps_its_border():
+  staged = StagedForward(BandThenShares(), TWO)
+  for k in range(4):  # compiled, captured, then replayed on two threads
+    x = np.random.default_rng(k).random((1, 2, 5, 6), dtype=np.float32)
+    want = np.pad((x + 1) * 3, ((0, 0), (0, 0), (1, 1), (1, 1)))  # the second stage keeps the zero border
+    np.testing.assert_array_equal(staged(x), want)
 
 
 def test_channel_shares_are_whole_blocks():
