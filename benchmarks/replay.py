@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's supertiny
 
+from timing import alternated_ms  # noqa: E402  (benchmarks/timing.py, beside this script)
 from tinygrad.nn.optim import Adam  # noqa: E402
 
 from supertiny import replay  # noqa: E402
@@ -80,12 +80,7 @@ def main() -> None:
     for _ in range(3):
       direct()
       tinygrad()
-    times = np.zeros((rounds, 2))
-    for r in range(rounds):
-      for k, call in enumerate((direct, tinygrad) if r % 2 == 0 else (tinygrad, direct)):
-        began = time.perf_counter()
-        call()
-        times[r, k if r % 2 == 0 else 1 - k] = (time.perf_counter() - began) * 1000
+    times = alternated_ms((direct, tinygrad), rounds)
     a, b = np.median(times, axis=0)
     print(f"{name:<12} {a:10.2f} {b:12.2f} {a / b:6.2f} {np.median(times[:, 0] / times[:, 1]):16.2f}", flush=True)
 

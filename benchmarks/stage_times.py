@@ -23,6 +23,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's supertiny
+from timing import alternated_ms  # noqa: E402  (benchmarks/timing.py, beside this script)
+
 from supertiny import conv  # noqa: E402
 from supertiny.cores import StagedForward, core_devices  # noqa: E402
 from supertiny.models import create_model  # noqa: E402
@@ -36,14 +38,10 @@ def compare(staged: StagedForward, model: object, x: np.ndarray, out: np.ndarray
       narrow_out = narrow(x)
   finally:
     conv.WIDE_BLOCK = wide
-  times: dict[str, list[float]] = {"default": [], "8x8 only": []}
-  for _ in range(calls):
-    for name, fn in (("default", staged), ("8x8 only", narrow)):
-      began = time.perf_counter()
-      fn(x)
-      times[name].append(time.perf_counter() - began)
+  times = alternated_ms((lambda: staged(x), lambda: narrow(x)), calls)
   print(f"same output bit for bit: {np.array_equal(out, narrow_out)}; calls alternated, ms (min, median): " +
-        ", ".join(f"{name} {min(t) * 1e3:.1f}, {sorted(t)[len(t) // 2] * 1e3:.1f}" for name, t in times.items()))
+        ", ".join(f"{name} {t.min():.1f}, {np.median(t):.1f}" for name, t in zip(("default", "8x8 only"), times.T,
+                                                                                strict=True)))
 
 
 def main() -> None:
