@@ -1,10 +1,10 @@
-"""One convolution layer, four ways, in one process: tinygrad's generic `Tensor.conv2d`, supertiny.conv's explicit
+"""One convolution layer, four ways, in one process: tinygrad's generic `Tensor.conv2d`, supertiny.runtime.conv's explicit
 kernels, PyTorch with all cores and PyTorch with one thread. Forward alone and forward + backward (input and
 weight gradients), median ms after warm-up, GFLOP/s counted as 2 x multiply-adds of the forward (x3 with the
 backward).
 
   .venv/bin/python benchmarks/conv_kernels.py                    # ESPCN's middle layer and an EDSR body conv
-  .venv/bin/python benchmarks/conv_kernels.py --accumulators 64  # supertiny.conv with larger register blocks
+  .venv/bin/python benchmarks/conv_kernels.py --accumulators 64  # supertiny.runtime.conv with larger register blocks
   .venv/bin/python benchmarks/conv_kernels.py --no-wide-block    # 8 channels x 8 pixels on wide rows too
   .venv/bin/python benchmarks/conv_kernels.py --two-devices      # do CPU:0 and CPU:1 run at the same time
                                                                  # (queued from one thread; from two threads)?
@@ -27,7 +27,7 @@ from tinygrad import Device, Tensor, TinyJit
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from timing import median_ms  # noqa: E402  (benchmarks/timing.py, beside this script)
 
-from supertiny import conv  # noqa: E402
+from supertiny.runtime import conv  # noqa: E402
 
 # name, (batch, in channels, out channels, height, width, kernel)
 LAYERS = {
@@ -78,11 +78,11 @@ def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument("--iters", type=int, default=10)
   parser.add_argument("--layers", default=",".join(DEFAULT_LAYERS), help=f"comma-separated, of {', '.join(LAYERS)}")
-  parser.add_argument("--accumulators", type=int, help=f"supertiny.conv register block (default {conv.ACCUMULATORS})")
+  parser.add_argument("--accumulators", type=int, help=f"supertiny.runtime.conv register block (default {conv.ACCUMULATORS})")
   parser.add_argument("--no-wide-block", dest="wide", action="store_false",
-                      help=f"never supertiny.conv's {conv.WIDE_BLOCK} (channels, pixels) register block")
+                      help=f"never supertiny.runtime.conv's {conv.WIDE_BLOCK} (channels, pixels) register block")
   parser.add_argument("--two-devices", action="store_true",
-                      help="time supertiny.conv on CPU:0 alone and on CPU:0 and CPU:1 at once")
+                      help="time supertiny.runtime.conv on CPU:0 alone and on CPU:0 and CPU:1 at once")
   args = parser.parse_args()
   if args.accumulators:
     conv.ACCUMULATORS = args.accumulators

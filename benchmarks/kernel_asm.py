@@ -1,4 +1,4 @@
-"""What clang makes of supertiny.conv's forward kernel: the instruction mix of its innermost loop.
+"""What clang makes of supertiny.runtime.conv's forward kernel: the instruction mix of its innermost loop.
 
   .venv/bin/python benchmarks/kernel_asm.py                       # EDSR's 64->64 body convolution at 64x64
   .venv/bin/python benchmarks/kernel_asm.py --layer 1,64,3,256,256,3
@@ -24,7 +24,7 @@ CHILD = r"""
 import sys
 sys.path.insert(0, sys.argv[1])  # the checkout this script belongs to
 from tinygrad import Tensor
-from supertiny.conv import conv2d
+from supertiny.runtime.conv import conv2d
 batch, cin, cout, height, width, kernel = map(int, sys.argv[2].split(","))
 conv2d(Tensor.rand(batch, cin, height, width), Tensor.rand(cout, cin, kernel, kernel), padding=kernel // 2).realize()
 """
@@ -42,7 +42,7 @@ def kernel_source(layer: str) -> str:
   out = re.sub(r"\x1b\[[0-9;]*m", "", out)
   start = re.search(r"void conv_\d+_\d+_\d+x\d+\(", out)
   if start is None:
-    raise SystemExit("kernel_asm: no supertiny.conv kernel in tinygrad's DEBUG=4 output")
+    raise SystemExit("kernel_asm: no supertiny.runtime.conv kernel in tinygrad's DEBUG=4 output")
   return VECTOR_TYPES + out[start.start():out.index("\n}\n", start.start()) + 3]
 
 

@@ -1,9 +1,9 @@
-"""supertiny.replay's direct kernel calls against TinyJit's own replay, in one process, calls alternated.
+"""supertiny.runtime.replay's direct kernel calls against TinyJit's own replay, in one process, calls alternated.
 
   .venv/bin/python benchmarks/replay.py                      # ESPCN x4 and EDSR-baseline x4, both cores
   .venv/bin/python benchmarks/replay.py --cases espcn-infer --rounds 200
 
-Each case is built twice from the same model: once with `supertiny.replay.DIRECT` (the default) and once without
+Each case is built twice from the same model: once with `supertiny.runtime.replay.DIRECT` (the default) and once without
 (TinyJit's replay, as SUPERTINY_REPLAY=tinygrad gives). The two then run in turn, one call each per round, so
 that this shared machine's slow minutes fall on both alike; printed are the median ms of each, their ratio and
 the median of the per-round ratios. `tiny` cases (ESPCN on 4x4 pixels) measure the per-call overhead alone.
@@ -24,8 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's 
 from timing import alternated_ms  # noqa: E402  (benchmarks/timing.py, beside this script)
 from tinygrad.nn.optim import Adam  # noqa: E402
 
-from supertiny import replay  # noqa: E402
-from supertiny.cores import SplitForward, SplitTrainStep, core_devices, split_context  # noqa: E402
+from supertiny.runtime import replay  # noqa: E402
+from supertiny.runtime.cores import SplitForward, SplitTrainStep, core_devices, split_context  # noqa: E402
 from supertiny.models import create_model  # noqa: E402
 from supertiny.train import LOSSES, training  # noqa: E402
 

@@ -14,11 +14,11 @@ REFERENCE.md's: a training step on 16 LR patches of 48x48 and inference from 480
 frames/s is the images/s column. tinygrad's own switches (ALLOW_TF32, BEAM, FUSE_OPTIM, WINO, DEFAULT_FLOAT)
 pass to its child processes from the environment; `--half` runs both frameworks in float16. On the CPU PyTorch
 runs twice: with all cores (the ratio) and with one thread (`ratio 1t`). tinygrad 0.14 runs every CPU kernel on
-the thread that launches it, so tinygrad uses the cores through supertiny.cores (a copy of the model per core and
+the thread that launches it, so tinygrad uses the cores through supertiny.runtime.cores (a copy of the model per core and
 CPU device, one thread each; a training step splits the batch, inference splits images or bands of rows);
 `--cores 1` measures one core, which `ratio 1t` then compares kernel for kernel.
 `SUPERTINY_CONV=tinygrad` measures tinygrad's generic convolution
-instead of supertiny.conv's kernels. PyTorch runs the reference implementations in tests/models/torch_reference.py,
+instead of supertiny.runtime.conv's kernels. PyTorch runs the reference implementations in tests/models/torch_reference.py,
 which the tests check equal to SuperTiny's models.
 """
 
@@ -60,7 +60,7 @@ hr = rng.random((batch, channels, height * scale, width * scale), dtype=np.float
 if framework == "tinygrad":
   from tinygrad import Device, GlobalCounters, Tensor, TinyJit, dtypes
   from tinygrad.nn.optim import Adam
-  from supertiny.cores import SplitForward, SplitTrainStep, core_devices, split_context
+  from supertiny.runtime.cores import SplitForward, SplitTrainStep, core_devices, split_context
   from supertiny.models import create_model
   from supertiny.train import LOSSES, make_train_step, training
   device = Device.DEFAULT
@@ -185,7 +185,7 @@ def main() -> None:
   parser.add_argument("--half", action="store_true", help="float16 weights and data in both frameworks")
   parser.add_argument("--modes", default="train,infer", help="which to run [train,infer]")
   parser.add_argument("--cores", type=int, help="CPU cores tinygrad uses, one thread and CPU device each "
-                      "(supertiny.cores) [all; SUPERTINY_CORES]")
+                      "(supertiny.runtime.cores) [all; SUPERTINY_CORES]")
   parser.add_argument("--infer-batch", dest="infer_batch", type=int, default=1,
                       help="frames per inference call on a GPU [1]")
   args = parser.parse_args()

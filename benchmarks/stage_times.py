@@ -1,14 +1,14 @@
-"""Where one EDSR-baseline x4 call through supertiny.cores.StagedForward spends its time: each stage's milliseconds
+"""Where one EDSR-baseline x4 call through supertiny.runtime.cores.StagedForward spends its time: each stage's milliseconds
 on each core (both cores working side by side), and the first core's half of the stages run alone.
 
   .venv/bin/python benchmarks/stage_times.py            # 64x64 input
   .venv/bin/python benchmarks/stage_times.py --size 48
   .venv/bin/python benchmarks/stage_times.py --kernels 1,2,34,35,36   # also each kernel of these stages, core 0
-  .venv/bin/python benchmarks/stage_times.py --against-8x8   # alternate with supertiny.conv's 8x8 blocks only
+  .venv/bin/python benchmarks/stage_times.py --against-8x8   # alternate with supertiny.runtime.conv's 8x8 blocks only
 
-`--kernels` times the first core's captured calls of the given stages one by one (supertiny.replay's direct calls,
+`--kernels` times the first core's captured calls of the given stages one by one (supertiny.runtime.replay's direct calls,
 the other core idle): which kernels a stage runs and what each costs. `--against-8x8` builds the stages a second
-time with supertiny.conv's wide register block turned off (`conv.WIDE_BLOCK = None`: 8 channels x 8 pixels
+time with supertiny.runtime.conv's wide register block turned off (`conv.WIDE_BLOCK = None`: 8 channels x 8 pixels
 everywhere), checks that both give the same output bit for bit, and times calls of the two alternately.
 """
 
@@ -25,8 +25,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's supertiny
 from timing import alternated_ms  # noqa: E402  (benchmarks/timing.py, beside this script)
 
-from supertiny import conv  # noqa: E402
-from supertiny.cores import StagedForward, core_devices  # noqa: E402
+from supertiny.runtime import conv  # noqa: E402
+from supertiny.runtime.cores import StagedForward, core_devices  # noqa: E402
 from supertiny.models import create_model  # noqa: E402
 
 

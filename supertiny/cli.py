@@ -89,7 +89,7 @@ def _upscale_jobs(args: argparse.Namespace, model, pairs: list[tuple[Path, Path]
   from concurrent.futures import ProcessPoolExecutor
   from concurrent.futures.process import BrokenProcessPool
 
-  from .cores import core_devices
+  from .runtime.cores import core_devices
 
   jobs = min(args.jobs, len(pairs))
   context = multiprocessing.get_context("spawn")  # a fresh interpreter: no tinygrad state copied from this one
@@ -409,7 +409,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(args, "device", None):
       from tinygrad import Context
 
-      from .devices import open_device
+      from .runtime.devices import open_device
 
       open_device(args.device)
       with Context(DEV=args.device):

@@ -14,6 +14,8 @@ from functools import lru_cache
 import numpy as np
 from tinygrad import Tensor, dtypes
 
+from .runtime.conv import conv2d
+
 # ---------------------------------------------------------------------------------------------------------------
 # Pixel shuffle (sub-pixel convolution), with PyTorch's channel ordering: channel c*r*r + i*r + j of the input
 # becomes pixel (i, j) of the r x r block of output channel c.
@@ -227,6 +229,52 @@ def resize(x: Tensor, scale: float | tuple[float, float] | None = None, *, size:
     matrix = Tensor(resize_matrix(in_len, out_len, s, method).astype(np.float32), device=x.device)
     x = matrix.matmul(x) if axis == 0 else x.matmul(matrix.T)
   return x
+
+
+@lru_cache(maxsize=32)
+def upsample_taps(scale: int, method: str = "bicubic") -> tuple[np.ndarray, int]:
+  """The 1-D taps of an integer MATLAB imresize upscale, which repeat with period `scale`: (weights, first) where
+  output pixel n*scale + p is sum_k weights[p, k] * x[n + first + k] (symmetric padding beyond the edges)."""
+  probe = 8 + 2 * int(math.ceil(_KERNELS[method][1]))  # interior enough that no tap is mirrored
+  weights, indices = resize_weights(probe, probe * scale, float(scale), method)
+  centre = probe // 2
+  rows = weights[centre * scale: (centre + 1) * scale]
+  offsets = indices[centre * scale: (centre + 1) * scale] - centre
+  first, last = int(offsets.min()), int(offsets.max())
+  dense = np.zeros((scale, last - first + 1))
+  for p in range(scale):
+    for w, o in zip(rows[p], offsets[p], strict=True):
+      dense[p, o - first] += w
+  return dense, first
+
+
+def _symmetric_pad(x: Tensor, before: int, after: int, axis: int) -> Tensor:
+  """Pad one axis by mirroring with the edge repeated (MATLAB's 'symmetric', numpy's mode='symmetric')."""
+  pieces = []
+  if before:
+    pieces.append(x.shrink(tuple((0, before) if a == axis else None for a in range(x.ndim))).flip(axis))
+  pieces.append(x)
+  if after:
+    n = x.shape[axis]
+    pieces.append(x.shrink(tuple((n - after, n) if a == axis else None for a in range(x.ndim))).flip(axis))
+  return Tensor.cat(*pieces, dim=axis) if len(pieces) > 1 else x
+
+
+def upsample(x: Tensor, scale: int, method: str = "bicubic") -> Tensor:
+  """MATLAB imresize of an NCHW tensor by an integer `scale` (no rounding or clipping): the same values as
+  `resize(x, scale)`, computed as one small convolution per output phase and a pixel shuffle instead of two dense
+  matrix products, so its cost grows with the pixels, not their square. Sides of at least 2 px."""
+  if scale == 1:
+    return x
+  taps, first = upsample_taps(scale, method)
+  size = taps.shape[1]
+  n, c, h, w = x.shape
+  padded = _symmetric_pad(_symmetric_pad(x.reshape(n * c, 1, h, w), -first, size - 1 + first, 2),
+                          -first, size - 1 + first, 3)
+  # phase (p, q) of the output is the outer product of the row taps of p and the column taps of q
+  kernel = np.einsum("pa,qb->pqab", taps, taps).reshape(scale * scale, 1, size, size)
+  phases = conv2d(padded, Tensor(kernel.astype(np.float32), device=x.device).cast(x.dtype))
+  return pixel_shuffle(phases, scale).reshape(n, c, h * scale, w * scale)
 
 
 def modcrop(image: np.ndarray, scale: int) -> np.ndarray:

@@ -17,10 +17,10 @@ import numpy as np
 from tinygrad import Context, Tensor, TinyJit, dtypes
 from tinygrad.nn.optim import LAMB, Adam, AdamW, Optimizer
 
-from .cores import SplitTrainStep, core_devices, has_batchnorm
-from .devices import open_device
 from .errors import SuperTinyError
 from .models.registry import SRModel
+from .runtime.cores import SplitTrainStep, core_devices, has_batchnorm
+from .runtime.devices import open_device
 
 
 def l1_loss(sr: Tensor, hr: Tensor) -> Tensor:
@@ -68,7 +68,7 @@ def make_train_step(model: SRModel, optimizer: Optimizer, loss: str = "l1",
     # one schedule: the loss is read before the optimizer overwrites the weights it was computed from
     Tensor.realize(value, *optimizer.schedule_step())
     # drop the gradients' graphs: TinyJit keeps every buffer that a live tensor's graph names out of its memory plan,
-    # and custom kernels (supertiny.conv) put their output buffers into that graph
+    # and custom kernels (supertiny.runtime.conv) put their output buffers into that graph
     optimizer.zero_grad()
     return value
 

@@ -1,4 +1,4 @@
-"""supertiny.conv: the explicit convolution kernels equal PyTorch's convolution, forward and backward."""
+"""supertiny.runtime.conv: the explicit convolution kernels equal PyTorch's convolution, forward and backward."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 import torch
 from tinygrad import Tensor
 
-from supertiny import conv
+from supertiny.runtime import conv
 
 # (batch, in channels, out channels, height, width, kernel): odd widths (row padding), one input or output channel,
 # channel counts that are no multiple of 8, rows wide enough for the 4-channel x 16-pixel register block (63: padded

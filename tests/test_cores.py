@@ -1,4 +1,4 @@
-"""Every CPU core for one model (supertiny.cores): copies of the model on CPU:0 and CPU:1, each driven from its own
+"""Every CPU core for one model (supertiny.runtime.cores): copies of the model on CPU:0 and CPU:1, each driven from its own
 thread, give PyTorch's results for inference and for training steps, and tiles on two cores give the one-core
 image bit for bit."""
 
@@ -13,18 +13,8 @@ from tinygrad import Tensor, TinyJit
 from tinygrad.nn.optim import Adam
 from tinygrad.nn.state import get_parameters
 
-from supertiny.cores import (
-  CorePool,
-  SplitForward,
-  SplitTrainStep,
-  Stage,
-  StagedForward,
-  channel_shares,
-  core_devices,
-  flat_cat,
-  replicate,
-  split_context,
-)
+from supertiny.runtime.cores import CorePool, SplitTrainStep, core_devices, flat_cat, replicate
+from supertiny.runtime.runner import Runner
 from supertiny.data.images import read_image
 from supertiny.errors import SuperTinyError
 from supertiny.infer import upscale_tiled
@@ -69,70 +59,20 @@ def test_a_replica_lives_on_its_device_and_computes_the_same(tmp_path):
   np.testing.assert_array_equal(copy(Tensor(x, device="CPU:1")).numpy(), model(Tensor(x)).numpy())
 
 
-@pytest.mark.parametrize("shape", [(1, 1, 40, 23), (2, 1, 16, 21)], ids=["rows", "images"])
-def test_split_forward_equals_pytorch(tmp_path, shape):
+@pytest.mark.parametrize("shape", [(40, 23), (16, 90)], ids=["bands", "tiles"])
+def test_runner_on_two_cores_equals_pytorch(tmp_path, shape):
+  """An image cut into one band of rows per core, or into tiles, on two cores: four calls (compiled, captured one
+  device at a time, then replayed on two threads), each on new values, give PyTorch's result."""
   model, reference = espcn_pair(tmp_path)
-  split = SplitForward(model, TWO, split_context(model.receptive_field))
-  x = np.random.default_rng(1).random(shape, dtype=np.float32)
-  assert len(split._pieces(x)) == 2  # really cut: into bands of rows, or by image
-  assert_parallel_calls_match(split, x, model, reference, atol=1e-4)
-  assert all(jit.bound is not None for runner in split.cores.runners for jit, _ in runner.jits.values())
-
-
-def assert_parallel_calls_match(call, x: np.ndarray, model, reference: torch.nn.Module, atol: float) -> None:
-  """Four calls (compiled, captured one device at a time, then replayed on two threads), each on new values of x's
-  shape, give PyTorch's result and, within float rounding, the one-device model's."""
-  one = TinyJit(lambda t: model(t).realize())
+  runner = Runner(model, cores=2, tile=48)
   for k in range(4):
-    values = x if k == 0 else np.random.default_rng(k).random(x.shape, dtype=np.float32)
+    values = np.random.default_rng(k).random(shape, dtype=np.float32)
     with torch.no_grad():
-      theirs = reference(torch.from_numpy(values)).numpy()
-    ours = call(values)
-    np.testing.assert_allclose(ours, theirs, atol=atol, rtol=0)
-    np.testing.assert_allclose(ours, one(Tensor(values)).numpy(), atol=1e-6, rtol=0)
-
-
-@pytest.mark.parametrize("scale", [3, 4])
-def test_staged_forward_equals_pytorch(tmp_path, scale):
-  """EDSR layer by layer, each core computing a share of every layer's output channels, and of the RGB output
-  layer's rows (blocks and width cut down to keep the test short; the stages are the same code at any size)."""
-  torch.manual_seed(0)
-  reference = ref.EDSR(scale, blocks=2, width=16)
-  torch.save(reference.state_dict(), tmp_path / "edsr.pth")
-  model = create_model("edsr-baseline", scale=scale, channels=3, blocks=2, width=16)
-  load_weights(model, tmp_path / "edsr.pth")
-  staged = StagedForward(model, TWO)
-  x = np.random.default_rng(2).random((1, 3, 9, 11), dtype=np.float32)
-  assert_parallel_calls_match(staged, x, model, reference, atol=2e-5)
-  shares = [s for device_shares in staged.plans[x.shape].shares for s in device_shares.values() if s is not None]
-  assert all(s.jit.cnt >= 2 and s.jit.bound is not None for s in shares)  # really replayed, by direct kernel calls
-  # ... reading the values in host memory, and writing there all but the RGB layer's bands of rows
-  assert all(s.reads_host for s in shares)
-  assert sum(not s.writes_host for s in shares) == len(TWO)
-
-
-class BandThenShares:
-  """Two elementwise stages: one shared by rows whose output keeps a border, one reading that border."""
-
-  def channel_stages(self) -> list[Stage]:
-    return [Stage((0,), 2, lambda m, part, x: x[:, :, 1:-1, 1:-1] + 1, reach=1, border=1),
-            Stage((1,), 2, lambda m, part, v: v[:, part] * 3, block=1)]
-
-
-def test_row_shared_stage_output_keeps_its_border():
-  staged = StagedForward(BandThenShares(), TWO)
-  for k in range(4):  # compiled, captured, then replayed on two threads
-    x = np.random.default_rng(k).random((1, 2, 5, 6), dtype=np.float32)
-    want = np.pad((x + 1) * 3, ((0, 0), (0, 0), (1, 1), (1, 1)))  # the second stage keeps the zero border
-    np.testing.assert_array_equal(staged(x), want)
-
-
-def test_channel_shares_are_whole_blocks():
-  assert channel_shares(64, 2, 8) == [slice(0, 32), slice(32, 64)]
-  assert channel_shares(3, 2, 1) == [slice(0, 2), slice(2, 3)]
-  assert channel_shares(24, 2, 8) == [slice(0, 16), slice(16, 24)]
-  assert channel_shares(3, 4, 1) == [slice(0, 1), slice(1, 2), slice(2, 3)]  # fewer shares than devices
-  assert channel_shares(12, 2, 8) == [slice(0, 6), slice(6, 12)]  # not whole blocks: shares of single channels
+      theirs = reference(torch.from_numpy(values)[None, None]).numpy()[0, 0].clip(0, 1)
+    np.testing.assert_allclose(runner(values), theirs, atol=1e-4, rtol=0)
+  runners = runner.pool.runners
+  assert all(len(r.jits) == 1 for r in runners)  # every tile of an image has the same shape: one jit a core
+  assert all(jit.bound is not None for r in runners for jit, _ in r.jits.values())  # replayed by direct calls
 
 
 def test_captures_stay_on_the_calling_thread(tmp_path):
@@ -141,7 +81,7 @@ def test_captures_stay_on_the_calling_thread(tmp_path):
   ran_on = []
 
   def call(runner, x):
-    out = runner(x)
+    out = runner(x)  # the plain model forward of an NCHW batch
     ran_on.append((runner.device, threading.current_thread() is threading.main_thread()))
     return out
 
@@ -211,15 +151,16 @@ def test_flat_cat_joins_more_pieces_than_a_kernel_takes():
 
 def test_input_slots_are_refilled_in_place_or_by_assign(monkeypatch):
   """Host memory is written in place; device memory that is not host memory (a GPU's) through an assign."""
-  from tinygrad import Device, dtypes
+  from tinygrad import dtypes
 
-  from supertiny.cores import input_slot, write_into
+  from supertiny.runtime import internals
+  from supertiny.runtime.internals import input_slot, write_into
 
   slot = input_slot((2, 3), dtypes.float32, "CPU")
   buffer = slot.uop.base.realized
   write_into(slot, np.arange(6).reshape(2, 3))
   np.testing.assert_array_equal(slot.numpy(), np.arange(6).reshape(2, 3))
-  monkeypatch.delattr(type(Device["CPU"].allocator), "_as_buffer")
+  monkeypatch.setattr(internals, "on_cpu", lambda device: False)  # as on a GPU
   write_into(slot, np.ones((2, 3)))
   assert slot.uop.base.realized is buffer  # the jit's input buffer itself
   np.testing.assert_array_equal(slot.numpy(), np.ones((2, 3)))

@@ -7,7 +7,8 @@ import pytest
 
 from supertiny.data.images import read_image
 from supertiny.errors import SuperTinyError
-from supertiny.infer import PlaneRunner, super_resolve, upscale_array, upscale_tiled
+from supertiny.infer import super_resolve, upscale_array, upscale_tiled
+from supertiny.runtime.cores import DeviceRunner
 from supertiny.models import create_model
 from supertiny.ops import imresize
 
@@ -84,18 +85,19 @@ def test_tiled_float_and_sixteen_bit_match_untiled():
 
 def test_the_device_only_ever_sees_tiles(monkeypatch):
   seen = []
-  original = PlaneRunner.__call__
+  original = DeviceRunner.run
 
-  def recording(self, model, planes):
-    out = original(self, model, planes)  # a call a worker thread hands back to the main thread raises first
-    seen.append(planes.shape)
+  def recording(self, key, fn, tile, *others, **options):
+    out = original(self, key, fn, tile, *others, **options)  # a worker thread's cold call raises first
+    seen.append(tile.shape)
     return out
 
-  monkeypatch.setattr(PlaneRunner, "__call__", recording)
+  monkeypatch.setattr(DeviceRunner, "run", recording)
   image = RNG.integers(0, 256, (150, 97, 3), dtype=np.uint8)
   model = create_model("bicubic", scale=2, channels=None)
   out = upscale_tiled(model, image, tile=40, overlap=6)
-  assert set(seen) == {(40, 40, 3)} and len(seen) == 5 * 3
+  # 5 x 3 tiles of one shape: equal tiles of at most 40 px that overlap by at least 6
+  assert set(seen) == {(35, 37, 3)} and len(seen) == 5 * 3
   np.testing.assert_array_equal(out, upscale_array(model, image))
 
 

@@ -1,4 +1,4 @@
-"""supertiny.replay: a FastJit's direct kernel calls give TinyJit's own replay bit for bit (the reference), read
+"""supertiny.runtime.replay: a FastJit's direct kernel calls give TinyJit's own replay bit for bit (the reference), read
 their input slots' current values, and fall back to TinyJit's replay where a binding would not hold. Split
 inference and training steps, which replay through FastJits, are checked against PyTorch in test_cores.py."""
 
@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from tinygrad import Device, Tensor, TinyJit, dtypes
 
-from supertiny import replay
-from supertiny.cores import input_slot, write_into
+from supertiny.runtime import replay
+from supertiny.runtime.internals import input_slot, write_into
 from supertiny.models import create_model
-from supertiny.replay import FastJit
+from supertiny.runtime.replay import FastJit
 
 pytestmark = pytest.mark.skipif(Device.DEFAULT != "CPU", reason="direct calls bind CPU kernels only")
 
@@ -57,20 +57,3 @@ def test_tinygrad_replay_when_direct_is_off(monkeypatch):
   fast, got, want = both(lambda t: (t + 1).contiguous().realize(), (16,))
   assert fast.bound is None
   np.testing.assert_array_equal(got[-1], want[-1])
-
-
-def test_redirected_kernels_read_and_write_host_arrays():
-  model = create_model("edsr-baseline", scale=2, channels=3, blocks=1, width=8)
-  fast = FastJit(lambda t: model(t).contiguous().realize())
-  slot = input_slot((1, 3, 9, 11), dtypes.float32, "CPU")
-  for _ in range(3):
-    fast(write_into(slot, np.zeros((1, 3, 9, 11), dtype=np.float32)))
-  source, target = np.empty((1, 3, 9, 11), dtype=np.float32), np.empty((1, 3, 18, 22), dtype=np.float32)
-  assert not fast.redirect([np.empty((1, 3, 9, 10), dtype=np.float32)])  # the wrong size: refused
-  assert not fast.redirect([np.empty((1, 3, 9, 22), dtype=np.float32)[..., ::2]])  # not contiguous
-  assert not fast.redirect([source.astype(np.float64)])
-  assert fast.redirect([source], target)
-  for k in range(2):
-    source[...] = np.random.default_rng(k).random(source.shape, dtype=np.float32)
-    fast(slot)  # the slot (still zeros) is not read; the array is, and the result lands in `target`
-    np.testing.assert_array_equal(target, model(Tensor(source)).numpy())

@@ -162,7 +162,7 @@ def test_data_parallel_training_equals_one_device(tmp_path, assets):
 
 
 def test_training_on_two_cores_equals_one_core(tmp_path, assets):
-  """One thread and CPU device per core, half the batch each (supertiny.cores): the same weights as one core."""
+  """One thread and CPU device per core, half the batch each (supertiny.runtime.cores): the same weights as one core."""
   overrides = {"model": "espcn", "steps": 5, "batch": 4, "save_every": 5, "val_every": 5, "clip": 1.0}
   for cores in (1, 2):
     train(TrainConfig.from_dict(_config(assets, **overrides, cores=cores)), tmp_path / str(cores), progress=False,

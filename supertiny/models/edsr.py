@@ -10,7 +10,6 @@ import math
 
 from tinygrad import Tensor
 
-from ..cores import Stage
 from ..ops import pixel_shuffle
 from .base import SRNet
 from .layers import conv, lr_span
@@ -83,34 +82,3 @@ class EDSR(SRNet):
   def __call__(self, x: Tensor) -> Tensor:
     out = self.tail[1](run_upsampler(self.tail[0], self.features(x)))
     return (out + self._mean(out.device)) / self.rgb_range
-
-  def channel_stages(self) -> list[Stage]:
-    """The forward pass as layers whose output channels can be computed in shares (supertiny.cores.StagedForward):
-    the same arithmetic as `__call__`, one convolution per stage. Value 0 is the input, value k the output of
-    stage k; a stage function receives the model (a device's copy), its share of output channels and its inputs.
-    Every value between the input and the output is kept with a one-pixel zero border, the padding of the 3x3
-    convolutions that read it; the residual sums read the inside."""
-    width = self.feature_channels
-
-    def inside(v: Tensor) -> Tensor:
-      return v[:, :, 1:-1, 1:-1]
-    stages = [Stage((0,), width, lambda m, part, x: m.head[0].outputs(x * m.rgb_range - m._mean(x.device), part),
-                    border=1)]
-    for b in range(len(self.body) - 1):
-      res = len(stages)  # the block's input: the head's or the previous block's output
-      stages.append(Stage((res,), width, lambda m, part, r, b=b: m.body[b].body[0].outputs(r, part, True).relu(),
-                          border=1))
-      stages.append(Stage((res + 1, res), width, lambda m, part, t, r, b=b:
-                          inside(r[:, part]) + m.body[b].body[2].outputs(t, part, True) * m.body[b].res_scale,
-                          border=1))
-    stages.append(Stage((len(stages), 1), width, lambda m, part, r, h:
-                        m.body[-1].outputs(r, part, True) + inside(h[:, part]), border=1))
-    for i, factor in enumerate(self.tail[0][1::2]):
-      # shuffled channels [a, b) come from the convolution's channels [a*f*f, b*f*f)
-      stages.append(Stage((len(stages),), width, lambda m, part, f, i=i, factor=factor: pixel_shuffle(
-        m.tail[0][2 * i].outputs(f, slice(part.start * factor * factor, part.stop * factor * factor), True), factor),
-        border=1))
-    # the RGB layer by rows: its band arrives with one pixel of context, the convolution's padding
-    stages.append(Stage((len(stages),), self.channels, lambda m, part, u: (
-      m.tail[1].outputs(u, part, True) + m._mean(u.device)[:, part]) / m.rgb_range, reach=1))
-    return stages

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from tinygrad import Tensor
 
-from ..ops import resize
+from ..ops import upsample
 from .registry import register
 
 
@@ -19,7 +19,7 @@ class Interpolation:
     self.name = self.method
 
   def __call__(self, x: Tensor) -> Tensor:
-    return resize(x, float(self.scale), method=self.method)
+    return upsample(x, self.scale, self.method)
 
   def parameters(self) -> list[Tensor]:
     return []

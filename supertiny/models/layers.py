@@ -7,8 +7,8 @@ from collections.abc import Callable
 
 from tinygrad import Tensor, nn
 
-from ..conv import conv2d
 from ..ops import tanh
+from ..runtime.conv import conv2d
 
 ACTIVATIONS = ("relu", "tanh", "prelu", "leaky_relu", "gelu")
 
@@ -44,19 +44,13 @@ def activation(name: str, channels: int) -> Callable[[Tensor], Tensor]:
 
 class Conv2d(nn.Conv2d):
   """Stride-1 convolution with zero padding that keeps the spatial size (odd kernels). Same weights and result as
-  tinygrad's nn.Conv2d; on the CPU it runs supertiny.conv's explicit kernels, several times faster."""
+  tinygrad's nn.Conv2d; on the CPU it runs supertiny.runtime.conv's explicit kernels, several times faster."""
 
   def __init__(self, in_channels: int, out_channels: int, kernel: int, bias: bool = True):
     super().__init__(in_channels, out_channels, kernel, padding=kernel // 2, bias=bias)
 
   def __call__(self, x: Tensor) -> Tensor:
     return conv2d(x, self.weight, self.bias, padding=self.padding)
-
-  def outputs(self, x: Tensor, channels: slice, padded: bool = False) -> Tensor:
-    """Output channels `channels` of `self(x)` alone (a share of the layer for one core, supertiny.cores). `padded`:
-    `x` carries the layer's zero padding already (a border of `padding` pixels), so none is added."""
-    bias = None if self.bias is None else self.bias[channels]
-    return conv2d(x, self.weight[channels], bias, padding=0 if padded else self.padding)
 
 
 def conv(in_channels: int, out_channels: int, kernel: int, bias: bool = True) -> Conv2d:

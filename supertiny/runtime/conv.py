@@ -19,10 +19,11 @@ from __future__ import annotations
 
 import os
 
-from tinygrad import Tensor, UOp, dtypes
-from tinygrad.uop.ops import AxisType, KernelInfo, Ops
+from tinygrad import Tensor, dtypes
 
+from . import internals
 from .devices import on_cpu
+from .internals import AxisType, KernelInfo, Ops, UOp
 
 # Register blocks. The forward kernel's output rows have an odd stride, so tinygrad stores its results one float
 # at a time and clang's vectoriser, which starts from the stores, builds 8-wide (AVX) vectors of pixels (with
@@ -46,6 +47,8 @@ def kernel_path(device: str | tuple) -> bool:
   tinygrad's Winograd rewrite (WINO=1) is asked for. Tensors sharded over several devices (data-parallel training)
   take tinygrad's convolution: a custom kernel sees the whole tensor's shape, not its shard's."""
   if os.environ.get("SUPERTINY_CONV", "kernel").lower() == "tinygrad" or os.environ.get("WINO", "0") not in ("", "0"):
+    return False
+  if not internals.USABLE:
     return False
   return on_cpu(device)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from tinygrad import Device
 
-from .errors import SuperTinyError
+from ..errors import SuperTinyError
 
 
 def on_cpu(device: object) -> bool:

@@ -1,0 +1,73 @@
+"""What happens to an image tile around the model, as tinygrad operations that run inside the tile's jit: scaling
+the stored values to [0, 1], the colour route (Y models see luma while chroma is upscaled with MATLAB bicubic; RGB
+models see grayscale as three channels; alpha is upscaled with bicubic beside the model), clipping, and rounding
+back to the stored integer type. All in float32 on the device: numpy only copies pixels in and out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tinygrad import Tensor, dtypes
+from tinygrad.dtype import DType
+
+from ..errors import SuperTinyError
+from ..ops import rgb_to_ycbcr, upsample, ycbcr_to_rgb
+
+# numpy dtype name -> (tinygrad dtype, the value that maps to 1.0 for integers)
+STORED = {"uint8": (dtypes.uint8, 255.0), "uint16": (dtypes.uint16, 65535.0), "float32": (dtypes.float32, None)}
+
+
+@dataclass(frozen=True)
+class Route:
+  """How a tile of `bands` bands reaches a model of `channels` channels (None: any), and what comes back:
+  `final`: the output in the stored type and units (integers rounded) inside the jit; else float32 in [0, 1], for
+  tiles that are blended together afterwards."""
+  channels: int | None
+  bands: int
+  alpha: bool
+  stored: str
+  final: bool
+
+  def check(self, name: str) -> None:
+    colour = self.bands - self.alpha
+    if self.channels is None or self.channels == colour or self.channels == 1 or (self.channels, colour) == (3, 1):
+      return
+    raise SuperTinyError(f"model {name!r} takes {self.channels} channels; the image has {colour}")
+
+
+def colour_forward(model, x: Tensor, route: Route) -> Tensor:
+  """A 1xCxHxW float tile in [0, 1] through `model` by the route's colour handling -> 1xCx(sH)x(sW), clipped."""
+  scale = model.scale
+  alpha = None
+  if route.alpha and route.channels is not None:
+    x, alpha = x[:, :-1], x[:, -1:]
+  bands = x.shape[1]
+  if route.channels is None or route.channels == bands:
+    out = model(x)
+  elif route.channels == 1 and bands == 3:
+    ycbcr = rgb_to_ycbcr(x)
+    out = ycbcr_to_rgb(Tensor.cat(model(ycbcr[:, :1]), upsample(ycbcr[:, 1:], scale), dim=1))
+  elif route.channels == 3 and bands == 1:
+    out = model(x.expand(1, 3, *x.shape[2:])).mean(axis=1, keepdim=True)
+  else:  # a Y model on each band of a multi-band image: the bands as a batch
+    out = model(x.permute(1, 0, 2, 3)).permute(1, 0, 2, 3)
+  if alpha is not None:
+    out = Tensor.cat(out, upsample(alpha, scale), dim=1)
+  return out.clip(0.0, 1.0)
+
+
+def tile_forward(model, tile: Tensor, bounds: Tensor, route: Route, dtype: DType) -> Tensor:
+  """A stored HxWxC tile (uint8, uint16 or float32) -> the model's (sH)x(sW)xC output, stored as `route.final`
+  says. `bounds` holds the float values that map
+  to 0 and 1 (integers map by their type's range). The model computes in `dtype` (its weights')."""
+  top = STORED[route.stored][1]
+  x = tile.cast(dtypes.float32)
+  x = x / top if top is not None else (x - bounds[0]) / (bounds[1] - bounds[0])
+  x = x.permute(2, 0, 1).unsqueeze(0)
+  out = colour_forward(model, x if dtype == dtypes.float32 else x.cast(dtype), route).float()[0].permute(1, 2, 0)
+  if not route.final:
+    return out
+  if top is None:
+    return out * (bounds[1] - bounds[0]) + bounds[0]
+  return (out * top).round().cast(STORED[route.stored][0])
