@@ -24,9 +24,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's 
 from timing import alternated_ms  # noqa: E402  (benchmarks/timing.py, beside this script)
 from tinygrad.nn.optim import Adam  # noqa: E402
 
+from supertiny.models import create_model  # noqa: E402
 from supertiny.runtime import replay  # noqa: E402
 from supertiny.runtime.cores import SplitForward, SplitTrainStep, core_devices, split_context  # noqa: E402
-from supertiny.models import create_model  # noqa: E402
 from supertiny.train import LOSSES, training  # noqa: E402
 
 CASES = {  # name: (model, channels, mode, batch, LR size)

@@ -8,9 +8,9 @@ import pytest
 from supertiny.data.images import read_image
 from supertiny.errors import SuperTinyError
 from supertiny.infer import super_resolve, upscale_array, upscale_tiled
-from supertiny.runtime.cores import DeviceRunner
 from supertiny.models import create_model
 from supertiny.ops import imresize
+from supertiny.runtime.cores import DeviceRunner
 
 RNG = np.random.default_rng(11)
 

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from tinygrad import Device, Tensor, TinyJit, dtypes
 
+from supertiny.models import create_model
 from supertiny.runtime import replay
 from supertiny.runtime.internals import input_slot, write_into
-from supertiny.models import create_model
 from supertiny.runtime.replay import FastJit
 
 pytestmark = pytest.mark.skipif(Device.DEFAULT != "CPU", reason="direct calls bind CPU kernels only")

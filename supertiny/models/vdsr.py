@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from tinygrad import Tensor
 
-from ..ops import resize
+from ..ops import upsample
 from .base import ConvUnit, SRNet
 from .layers import BICUBIC_TAPS, conv, lr_span
 from .registry import register
@@ -23,7 +23,7 @@ class VDSR(SRNet):
     self.receptive_field = lr_span(*([3] * depth), scale=scale) + BICUBIC_TAPS
 
   def __call__(self, x: Tensor) -> Tensor:
-    upsampled = resize(x, float(self.scale))
+    upsampled = upsample(x, self.scale)
     h = self.input(upsampled)
     for layer in self.body:
       h = layer(h)

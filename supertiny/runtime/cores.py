@@ -167,7 +167,7 @@ class DeviceRunner:
 
       def forward(*tensors: Tensor) -> Tensor:
         return fn(model(), *tensors).contiguous().realize()
-      entry = (FastJit(forward), [input_slot(a.shape, dtype_of(a), self.device) for a in inputs])
+      entry = (FastJit(forward, capture_first=True), [input_slot(a.shape, dtype_of(a), self.device) for a in inputs])
       self.jits[key] = entry
       while len(self.jits) > self.max_jits:
         self.jits.popitem(last=False)
@@ -211,13 +211,13 @@ class CorePool:
       Tensor.realize(*params)
     self.weights = [id(p.uop.base.realized) for p in params]
     self.runners = [DeviceRunner(model, d, self.max_jits) for d in self.devices]
-    self.replica_params = [get_parameters(r.model()) for r in self.runners[1:]]
+    self.replica_params = [get_parameters(r.model()) for r in self.runners[1:] if r.model() is not model]
     self.pool = ThreadPoolExecutor(len(self.runners) - 1, thread_name_prefix="supertiny-core") \
       if len(self.runners) > 1 else None
 
   def sync(self) -> None:
-    """Bring the copies up to the model's weights: the first device's jits read the model's own buffers, the
-    other devices' copies take their values again (a memory copy; weights trained further in place show up);
+    """Bring the copies on other devices up to the model's weights: jits on the model's own device read its
+    buffers, copies elsewhere take their values again (a memory copy; weights trained further in place show up);
     weights replaced by new buffers (loaded anew) mean new jits everywhere."""
     model = self.model_ref()
     params = get_parameters(model)
@@ -228,12 +228,14 @@ class CorePool:
       return
     for copies in self.replica_params:
       for p, q in zip(params, copies, strict=True):
-        write_into(q, host_array(p, copy=False))
+        if q is not p:
+          write_into(q, host_array(p, copy=False))
 
   def release(self) -> None:
     """Hand memory that tinygrad keeps for reuse (buffers of dropped jits and of uncaptured runs) back."""
+    for device in {r.device for r in self.runners}:
+      free_cached_memory(device)
     for runner in self.runners:
-      free_cached_memory(runner.device)
       runner.evicted = False
 
   def map(self, fn: Callable[[DeviceRunner, T], R], items: Sequence[T]) -> list[R]:

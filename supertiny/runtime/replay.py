@@ -30,10 +30,14 @@ DIRECT = os.environ.get("SUPERTINY_REPLAY", "direct").lower() != "tinygrad"
 
 class FastJit:
   """TinyJit(fxn) whose replays, once captured, call the kernels directly (see the module docstring). `cnt` counts
-  calls as TinyJit's does: 0 compiles, 1 captures, 2 and later replay."""
+  calls as TinyJit's does: 0 runs plainly, 1 captures, 2 and later replay. `capture_first` starts at 1, capturing
+  on the first call: for functions whose one-off work (weights, constants) is done already, it saves a whole
+  scheduling pass on every new shape."""
 
-  def __init__(self, fxn: Callable[..., Any]):
+  def __init__(self, fxn: Callable[..., Any], capture_first: bool = False):
     self.jit = TinyJit(fxn)
+    if capture_first:
+      self.jit.cnt = 1
     self.bound: tuple[tuple[Any, ...], list[Callable[[], Any]]] | None = None  # (input uops, one step per call)
     self.buffers: list[Any] = []  # the buffers the bound steps' addresses point into, kept alive
     self.tried = not DIRECT  # whether binding was tried: once, after the capture

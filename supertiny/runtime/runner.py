@@ -23,9 +23,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-from tinygrad import Tensor
+from tinygrad import Device, Tensor
+from tinygrad.nn.state import get_parameters
 
 from ..errors import SuperTinyError
+from . import internals, replay
 from .cores import CorePool, DeviceRunner, core_devices
 from .pipeline import Route, tile_forward
 
@@ -103,6 +105,19 @@ def guess_alpha(model, bands: int) -> bool:
   return bands in (2, 4) and model.channels != bands
 
 
+def lanes(model, cores: int | None) -> tuple[str, ...]:
+  """The device of each thread that runs tiles: on the CPU, the model's own device once per core. Each thread
+  replays its own jits (own buffers, shared weights) by direct kernel calls, and tiles of one shape share the
+  compiled kernels. Where replays go through tinygrad (its internals unusable, SUPERTINY_REPLAY=tinygrad), whose
+  device state is not for two threads at once, and off the CPU, one thread."""
+  devices = core_devices(cores)
+  params = get_parameters(model)
+  home = params[0].device if params and isinstance(params[0].device, str) else Device.DEFAULT
+  if len(devices) == 1 or not (internals.USABLE and replay.DIRECT):
+    return (Device.canonicalize(home),)
+  return (Device.canonicalize(home),) * len(devices)
+
+
 class Runner:
   """`runner(image)`: the model's output for an HxW or HxWxC image (uint8, uint16 or float), as an image of the
   same dtype `scale` times larger. Integers map to [0, 1] by their dtype's range, floats as `value_range` says;
@@ -118,7 +133,7 @@ class Runner:
     if tile < 1 or (overlap is not None and overlap < 0):
       raise SuperTinyError(f"tile must be positive and overlap non-negative (got tile {tile}, overlap {overlap})")
     self.model, self.tile, self.overlap = model, tile, overlap
-    self.pool = CorePool(model, core_devices(cores), jits_per_core)
+    self.pool = CorePool(model, lanes(model, cores), jits_per_core)
 
   def _grid(self, height: int, width: int, overlap: int, context: int | None) -> tuple[TilePlan, TilePlan]:
     if self.tile <= overlap and max(height, width) > self.tile:
