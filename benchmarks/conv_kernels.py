@@ -1,5 +1,5 @@
-"""One convolution layer, four ways, in one process: tinygrad's generic `Tensor.conv2d`, supertiny.runtime.conv's explicit
-kernels, PyTorch with all cores and PyTorch with one thread. Forward alone and forward + backward (input and
+"""One convolution layer, four ways, in one process: tinygrad's generic `Tensor.conv2d`, supertiny.runtime.conv's
+explicit kernels, PyTorch with all cores and PyTorch with one thread. Forward alone and forward + backward (input and
 weight gradients), median ms after warm-up, GFLOP/s counted as 2 x multiply-adds of the forward (x3 with the
 backward).
 
@@ -78,7 +78,8 @@ def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument("--iters", type=int, default=10)
   parser.add_argument("--layers", default=",".join(DEFAULT_LAYERS), help=f"comma-separated, of {', '.join(LAYERS)}")
-  parser.add_argument("--accumulators", type=int, help=f"supertiny.runtime.conv register block (default {conv.ACCUMULATORS})")
+  parser.add_argument("--accumulators", type=int,
+                      help=f"supertiny.runtime.conv register block (default {conv.ACCUMULATORS})")
   parser.add_argument("--no-wide-block", dest="wide", action="store_false",
                       help=f"never supertiny.runtime.conv's {conv.WIDE_BLOCK} (channels, pixels) register block")
   parser.add_argument("--two-devices", action="store_true",

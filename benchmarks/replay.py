@@ -26,7 +26,8 @@ from tinygrad.nn.optim import Adam  # noqa: E402
 
 from supertiny.models import create_model  # noqa: E402
 from supertiny.runtime import replay  # noqa: E402
-from supertiny.runtime.cores import SplitForward, SplitTrainStep, core_devices, split_context  # noqa: E402
+from supertiny.runtime.cores import SplitTrainStep, core_devices  # noqa: E402
+from supertiny.runtime.runner import Runner  # noqa: E402
 from supertiny.train import LOSSES, training  # noqa: E402
 
 CASES = {  # name: (model, channels, mode, batch, LR size)
@@ -54,10 +55,12 @@ def build(name: str, direct: bool):
         with training():
           step(lr, hr).realize()
     else:
-      split = SplitForward(model, core_devices(), split_context(model.receptive_field))
+      runner = Runner(model)
+      images = [np.ascontiguousarray(image.transpose(1, 2, 0)) for image in lr]
 
       def call():
-        split(lr)
+        for image in images:
+          runner(image)
     for _ in range(3):  # compile, capture and bind under the chosen setting
       call()
   finally:

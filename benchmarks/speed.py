@@ -14,12 +14,12 @@ REFERENCE.md's: a training step on 16 LR patches of 48x48 and inference from 480
 frames/s is the images/s column. tinygrad's own switches (ALLOW_TF32, BEAM, FUSE_OPTIM, WINO, DEFAULT_FLOAT)
 pass to its child processes from the environment; `--half` runs both frameworks in float16. On the CPU PyTorch
 runs twice: with all cores (the ratio) and with one thread (`ratio 1t`). tinygrad 0.14 runs every CPU kernel on
-the thread that launches it, so tinygrad uses the cores through supertiny.runtime.cores (a copy of the model per core and
-CPU device, one thread each; a training step splits the batch, inference splits images or bands of rows);
-`--cores 1` measures one core, which `ratio 1t` then compares kernel for kernel.
-`SUPERTINY_CONV=tinygrad` measures tinygrad's generic convolution
-instead of supertiny.runtime.conv's kernels. PyTorch runs the reference implementations in tests/models/torch_reference.py,
-which the tests check equal to SuperTiny's models.
+the thread that launches it, so tinygrad uses the cores through supertiny.runtime (training: a copy of the model
+per core and CPU device, each a share of the batch; inference: the product's Runner, which `supertiny upscale`
+uses, tiles or bands of rows on a thread per core, HxWxC images in and out); `--cores 1` measures one core, which
+`ratio 1t` then compares kernel for kernel. `SUPERTINY_CONV=tinygrad` measures tinygrad's generic convolution
+instead of supertiny.runtime.conv's kernels. PyTorch runs the reference implementations in
+tests/models/torch_reference.py, which the tests check equal to SuperTiny's models.
 """
 
 from __future__ import annotations
@@ -60,7 +60,8 @@ hr = rng.random((batch, channels, height * scale, width * scale), dtype=np.float
 if framework == "tinygrad":
   from tinygrad import Device, GlobalCounters, Tensor, TinyJit, dtypes
   from tinygrad.nn.optim import Adam
-  from supertiny.runtime.cores import SplitForward, SplitTrainStep, core_devices, split_context
+  from supertiny.runtime.cores import SplitTrainStep, core_devices
+  from supertiny.runtime.runner import Runner
   from supertiny.models import create_model
   from supertiny.train import LOSSES, make_train_step, training
   device = Device.DEFAULT
@@ -77,10 +78,12 @@ if framework == "tinygrad":
     def call():
       with training():
         step(x, y)
-  elif len(cores) > 1:  # bands of rows (or images) on one thread and CPU device per core; numpy in and out
-    split = SplitForward(model, cores, split_context(model.receptive_field))
+  elif len(cores) > 1:  # the product path: supertiny's Runner, a thread per core, numpy in and out
+    runner = Runner(model, cores=len(cores))
+    images = [np.ascontiguousarray(image.transpose(1, 2, 0)) for image in lr]
     def call():
-      split(lr)
+      for image in images:
+        runner(image)
   else:
     forward = TinyJit(lambda t: model(t).realize())
     x = Tensor(lr, dtype=dtypes.default_float).realize()

@@ -155,6 +155,9 @@ def cmd_train(args: argparse.Namespace) -> int:
   from .train import TrainConfig, load_config, train
 
   values = load_config(args.config) if args.config else {}
+  if args.old_lr is not None:
+    warnings.warn("`train --lr` is deprecated and will be removed: use --learning-rate", FutureWarning, stacklevel=1)
+    args.lr = args.lr if args.lr is not None else args.old_lr
   for key in ("model", "scale", "train", "train_lr", "val", "steps", "batch", "patch", "lr", "loss", "optimizer",
               "schedule", "warmup", "clip", "seed", "val_every", "save_every", "cores"):
     given = getattr(args, key)
@@ -207,12 +210,16 @@ def cmd_eval(args: argparse.Namespace) -> int:
   from .evaluate import evaluate_folder
   from .models.pretrained import load_model
 
-  if args.lr and len(args.lr) != len(args.dirs):
-    raise SuperTinyError(f"--lr given {len(args.lr)} time(s) for {len(args.dirs)} HR folder(s): give one per folder")
+  if args.old_lr_dirs:
+    warnings.warn("`eval --lr` is deprecated and will be removed: use --lr-dir", FutureWarning, stacklevel=1)
+    args.lr_dirs = (args.lr_dirs or []) + args.old_lr_dirs
+  if args.lr_dirs and len(args.lr_dirs) != len(args.dirs):
+    raise SuperTinyError(f"--lr-dir given {len(args.lr_dirs)} time(s) for {len(args.dirs)} HR folder(s): give one "
+                         "per folder")
   model = load_model(args.model, args.scale, args.channels, args.weights)
   results = []
   for i, folder in enumerate(args.dirs):
-    lr_folder = args.lr[i] if args.lr else None
+    lr_folder = args.lr_dirs[i] if args.lr_dirs else None
     with tqdm(desc=Path(folder).name, unit="img", leave=False, disable=not sys.stderr.isatty()) as bar:
       results.append(evaluate_folder(model, folder, args.scale, lr_folder, args.space,
                                      progress=lambda _name, bar=bar: bar.update()))
@@ -308,8 +315,9 @@ def build_parser() -> argparse.ArgumentParser:
   ev.add_argument("--scale", type=_positive_int, required=True, help="upscaling factor")
   ev.add_argument("--weights", metavar="FILE", help="weights for a learned model (.pth/.pt state dict, .safetensors)")
   ev.add_argument("--channels", type=int, choices=(1, 3), default=3, help="learned models: 1 = Y, 3 = RGB [3]")
-  ev.add_argument("--lr", action="append", metavar="DIR",
+  ev.add_argument("--lr-dir", dest="lr_dirs", action="append", metavar="LR_DIR",
                   help="folder of given LR images matched to DIR by file name (once per DIR)")
+  ev.add_argument("--lr", dest="old_lr_dirs", action="append", help=argparse.SUPPRESS)  # deprecated: --lr-dir
   ev.add_argument("--space", choices=("y", "rgb"), default="y", help="score on Y (the literature) or RGB [y]")
   ev.add_argument("--per-image", action="store_true", help="also report every image")
   ev.add_argument("--json", action="store_true", help="print one JSON document instead of tables")
@@ -375,7 +383,8 @@ def build_parser() -> argparse.ArgumentParser:
   tr.add_argument("--steps", type=_positive_int)
   tr.add_argument("--batch", type=_positive_int)
   tr.add_argument("--patch", type=_positive_int, help="LR patch side")
-  tr.add_argument("--lr", type=float, help="learning rate")
+  tr.add_argument("--learning-rate", dest="lr", type=float, help="learning rate")
+  tr.add_argument("--lr", dest="old_lr", type=float, help=argparse.SUPPRESS)  # deprecated: --learning-rate
   tr.add_argument("--loss", choices=("l1", "l2", "charbonnier"))
   tr.add_argument("--optimizer", choices=("adam", "adamw"))
   tr.add_argument("--schedule", choices=("constant", "step", "cosine"))

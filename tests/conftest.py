@@ -33,12 +33,17 @@ def pytest_addoption(parser):
 
 def pytest_configure(config):
   config.addinivalue_line("markers", "slow: a check too slow for CI's time budget; run with --slow")
+  config.addinivalue_line("markers", "fast_path: checks SuperTiny's use of tinygrad internals (skipped when they "
+                                     "are off: SUPERTINY_INTERNALS=off or another tinygrad)")
 
 
 def pytest_collection_modifyitems(config, items):
-  if config.getoption("--slow"):
-    return
-  skip = pytest.mark.skip(reason="slow: run with --slow")
+  from supertiny.runtime import internals
+
+  fallback = pytest.mark.skip(reason=f"tinygrad internals off ({internals.REASON})")
+  slow = pytest.mark.skip(reason="slow: run with --slow")
   for item in items:
-    if "slow" in item.keywords:
-      item.add_marker(skip)
+    if "fast_path" in item.keywords and not internals.USABLE:
+      item.add_marker(fallback)
+    if "slow" in item.keywords and not config.getoption("--slow"):
+      item.add_marker(slow)

@@ -52,13 +52,13 @@ def test_paired_mode_matches_on_the_fly_degradation(capsys, assets, tmp_path):
   lr_dir.mkdir()
   for path in sorted((assets / "Set5").iterdir()):
     write_image(lr_dir / path.name, degrade(modcrop(read_image(path), 3), 3))
-  _, paired, _ = run(capsys, "eval", "--scale", 3, "--json", "--lr", lr_dir, assets / "Set5")
+  _, paired, _ = run(capsys, "eval", "--scale", 3, "--json", "--lr-dir", lr_dir, assets / "Set5")
   _, direct, _ = run(capsys, "eval", "--scale", 3, "--json", assets / "Set5")
   assert json.loads(paired)["datasets"]["Set5"]["psnr"] == pytest.approx(json.loads(direct)["datasets"]["Set5"]["psnr"])
 
   write_image(lr_dir / "bird.png", np.zeros((10, 10, 3), np.uint8))
   code, _, err = run(capsys, "eval", "--scale", 3, "--lr", lr_dir, assets / "Set5")
-  assert code == 1 and "bird.png" in err and "does not match" in err
+  assert code == 1 and "bird.png" in err and "does not match" in err and "--lr-dir" in err  # the old spelling warns
 
 
 def test_alpha_and_16bit_images_are_scored_like_their_8bit_rgb(capsys, assets, tmp_path):
@@ -92,8 +92,8 @@ def test_bad_input_gives_one_line_error_and_nonzero_exit(capsys, assets, tmp_pat
     culprit = str(folder / "tiny.png")
   elif case == "lr-count":
     shutil.copy(assets / "Set5" / "bird.png", folder)
-    argv = ["eval", "--scale", "4", "--lr", str(folder), "--lr", str(folder), str(folder)]
-    culprit = "--lr"
+    argv = ["eval", "--scale", "4", "--lr-dir", str(folder), "--lr-dir", str(folder), str(folder)]
+    culprit = "--lr-dir"
   code, out, err = run(capsys, *argv)
   assert code == 1
   lines = err.strip().splitlines()

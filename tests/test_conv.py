@@ -9,6 +9,8 @@ from tinygrad import Tensor
 
 from supertiny.runtime import conv
 
+pytestmark = pytest.mark.fast_path  # the explicit kernels; tinygrad's own convolution has tinygrad's tests
+
 # (batch, in channels, out channels, height, width, kernel): odd widths (row padding), one input or output channel,
 # channel counts that are no multiple of 8, rows wide enough for the 4-channel x 16-pixel register block (63: padded
 # to 64), 1x1 and 5x5 kernels

@@ -1,5 +1,5 @@
-"""Every CPU core for one model (supertiny.runtime.cores): copies of the model on CPU:0 and CPU:1, each driven from its own
-thread, give PyTorch's results for inference and for training steps, and tiles on two cores give the one-core
+"""Every CPU core for one model (supertiny.runtime.cores and the Runner): tiles on a thread per core and training
+steps on copies of the model on CPU:0 and CPU:1 give PyTorch's results, and tiles on two cores give the one-core
 image bit for bit."""
 
 import sys
@@ -18,6 +18,7 @@ from supertiny.errors import SuperTinyError
 from supertiny.infer import upscale_tiled
 from supertiny.models import create_model
 from supertiny.models.weights import load_weights
+from supertiny.runtime import internals
 from supertiny.runtime.cores import CorePool, SplitTrainStep, core_devices, flat_cat, replicate
 from supertiny.runtime.runner import Runner
 from supertiny.train import l1_loss, training
@@ -72,7 +73,8 @@ def test_runner_on_two_cores_equals_pytorch(tmp_path, shape):
     np.testing.assert_allclose(runner(values), theirs, atol=1e-4, rtol=0)
   runners = runner.pool.runners
   assert all(len(r.jits) == 1 for r in runners)  # every tile of an image has the same shape: one jit a core
-  assert all(jit.bound is not None for r in runners for jit, _ in r.jits.values())  # replayed by direct calls
+  if internals.USABLE:
+    assert len(runners) == 2 and all(jit.bound is not None for r in runners for jit, _ in r.jits.values())
 
 
 def test_captures_stay_on_the_calling_thread(tmp_path):
@@ -119,7 +121,8 @@ def test_split_training_steps_equal_pytorch(tmp_path, clip):
   for name, ours in {"extract.layer.weight": model.extract.layer.weight, "map.layer.bias": model.map.layer.bias,
                      "subpixel.weight": model.subpixel.weight}.items():
     np.testing.assert_allclose(ours.numpy(), theirs[name].numpy(), rtol=1e-4, atol=1e-6, err_msg=name)
-  assert all(j.bound is not None for j in step.grad_jits + step.update_jits)  # steps 3 and 4: direct calls
+  if internals.USABLE:  # steps 3 and 4: direct calls
+    assert all(j.bound is not None for j in step.grad_jits + step.update_jits)
   for mine, copy in zip(step.replica_params[0], step.replica_params[1], strict=True):  # the copy follows
     np.testing.assert_array_equal(copy.numpy(), mine.numpy())
 

@@ -11,6 +11,8 @@ from supertiny.runtime import replay
 from supertiny.runtime.internals import input_slot, write_into
 from supertiny.runtime.replay import FastJit
 
+pytestmark = pytest.mark.fast_path
+
 pytestmark = pytest.mark.skipif(Device.DEFAULT != "CPU", reason="direct calls bind CPU kernels only")
 
 

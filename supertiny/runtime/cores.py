@@ -38,7 +38,7 @@ from tinygrad.nn.state import get_parameters
 
 from ..errors import SuperTinyError
 from .devices import on_cpu
-from .internals import free_cached_memory, from_numpy_dtype, host_array, input_slot, write_into
+from .internals import forget_compiled, free_cached_memory, from_numpy_dtype, host_array, input_slot, write_into
 from .replay import FastJit
 
 T = TypeVar("T")
@@ -143,7 +143,7 @@ class DeviceRunner:
   that device for numpy inputs, returned as numpy. The first device's runner calls the model itself, held weakly
   (runners live in caches keyed by the model)."""
 
-  def __init__(self, model: Callable[[Tensor], Tensor], device: str, max_jits: int = 4):
+  def __init__(self, model: Callable[[Tensor], Tensor], device: str, max_jits: int = 2):
     self.device, self.max_jits = device, max_jits
     if Device.canonicalize(device) == Device.canonicalize(_device_of(model)):
       ref = weakref.ref(model)
@@ -201,7 +201,7 @@ class CorePool:
   would compile or capture a jit (a device's first two calls for a key) run one at a time on the calling
   thread; only replays of captured jits run side by side."""
 
-  def __init__(self, model: Callable[[Tensor], Tensor], devices: Sequence[str], max_jits: int = 4):
+  def __init__(self, model: Callable[[Tensor], Tensor], devices: Sequence[str], max_jits: int = 2):
     self.model_ref, self.devices, self.max_jits = weakref.ref(model), tuple(devices), max_jits
     self._build(model)
 
@@ -232,7 +232,10 @@ class CorePool:
           write_into(q, host_array(p, copy=False))
 
   def release(self) -> None:
-    """Hand memory that tinygrad keeps for reuse (buffers of dropped jits and of uncaptured runs) back."""
+    """Hand memory that tinygrad keeps for reuse back: buffers of dropped jits and of capture runs, and, once a jit
+    was dropped (shapes come and go, as in an evaluation), its caches of compiled kernels."""
+    if any(r.evicted for r in self.runners):
+      forget_compiled()
     for device in {r.device for r in self.runners}:
       free_cached_memory(device)
     for runner in self.runners:

@@ -12,6 +12,7 @@ only speed changes.
 from __future__ import annotations
 
 import ctypes
+import gc
 import os
 import warnings
 from collections.abc import Callable, Sequence
@@ -118,6 +119,34 @@ def free_cached_memory(device: str) -> None:
   allocator = getattr(Device[device], "allocator", None)
   if USABLE and hasattr(allocator, "free_cache"):
     allocator.free_cache()
+
+
+def forget_compiled() -> None:
+  """Empty tinygrad's process-wide caches of scheduled graphs and compiled kernels. They hold every shape ever
+  seen, so a process that sees many image sizes would only grow; live jits keep what they use, and the compiler's
+  on-disk cache still saves the compile of a shape seen again."""
+  if not USABLE:
+    return
+  from tinygrad.codegen import to_program_cache
+  from tinygrad.engine.realize import local_size_cache, runtime_cache
+  from tinygrad.schedule import schedule_cache
+
+  for cache in (to_program_cache, local_size_cache, runtime_cache, schedule_cache):
+    cache.clear()
+  gc.collect()
+  if _LIBC is not None:
+    _LIBC.malloc_trim(0)  # glibc keeps freed heap pages (kernels' graphs are many small objects) unless asked
+
+
+def _libc() -> Any:
+  try:
+    libc = ctypes.CDLL("libc.so.6")
+    return libc if hasattr(libc, "malloc_trim") else None
+  except OSError:
+    return None
+
+
+_LIBC = _libc()
 
 
 def bind_captured(jit: TinyJit, args: Sequence[Tensor]) -> tuple[list[Callable[[], Any]], list[Any]] | None:
