@@ -70,7 +70,7 @@ def torch_espcn():
   import torch
   from tinygrad.nn.state import get_state_dict
 
-  from supertiny.models.pretrained import load_model
+  from supertiny.pretrained import load_model
 
   sys.path.insert(0, str(ROOT / "tests" / "models"))
   import torch_reference as ref
@@ -86,8 +86,8 @@ def warm_cases(peers: Path, sizes: list[tuple[int, int]], repeats: int) -> list[
   import torch
 
   import supertiny
-  from supertiny.models.pretrained import load_model
   from supertiny.ops import rgb_to_y
+  from supertiny.pretrained import load_model
 
   torch.set_num_threads(2)
   model = load_model("espcn_x4_y")
@@ -115,7 +115,7 @@ sys.path.insert(0, sys.argv[1])
 import numpy as np
 frame = np.load(sys.argv[2])
 import supertiny
-from supertiny.models.pretrained import load_model
+from supertiny.pretrained import load_model
 model = load_model("espcn_x4_y")
 start = time.perf_counter()
 supertiny.upscale(frame, model=model)

@@ -19,7 +19,7 @@ import json, resource, sys, time
 import numpy as np
 from supertiny.data.images import read_image
 from supertiny.infer import upscale_tiled
-from supertiny.models.pretrained import load_model
+from supertiny.pretrained import load_model
 import supertiny
 
 side, name, scale, tile = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), int(sys.argv[4])

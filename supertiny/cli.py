@@ -55,7 +55,7 @@ def _start_worker(model: str | None, scale: int | None, channels: int, weights: 
   global _WORKER_MODEL
   import os
 
-  from .models.pretrained import load_model
+  from .pretrained import load_model
 
   if device:
     os.environ["DEV"] = device  # this process has not opened a tinygrad device yet
@@ -108,7 +108,7 @@ def _upscale_jobs(args: argparse.Namespace, model, pairs: list[tuple[Path, Path]
 def cmd_upscale(args: argparse.Namespace) -> int:
   from tqdm import tqdm
 
-  from .models.pretrained import load_model
+  from .pretrained import load_model
 
   model = load_model(args.model, args.scale, args.channels, args.weights)
   pairs = _outputs(args.inputs, args.output)
@@ -208,7 +208,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
   from tqdm import tqdm
 
   from .evaluate import evaluate_folder
-  from .models.pretrained import load_model
+  from .pretrained import load_model
 
   if args.old_lr_dirs:
     warnings.warn("`eval --lr` is deprecated and will be removed: use --lr-dir", FutureWarning, stacklevel=1)
@@ -248,7 +248,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
   from .data.images import write_image
   from .evaluate import load_pair, score
   from .infer import upscale_array
-  from .models.pretrained import default_model, load_model
+  from .pretrained import default_model, load_model
 
   name = args.model or default_model(args.scale)
   model = load_model(name, args.scale, args.channels, args.weights)

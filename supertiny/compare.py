@@ -12,7 +12,7 @@ from .data.images import read_image
 from .errors import SuperTinyError
 from .evaluate import load_pair, score
 from .infer import upscale_tiled
-from .models.pretrained import load_model
+from .pretrained import load_model
 
 
 @dataclass

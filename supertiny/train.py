@@ -8,19 +8,26 @@ import math
 import signal
 import threading
 import time
+import tomllib
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tinygrad import Context, Tensor, TinyJit, dtypes
+from tinygrad import Context, Tensor
 from tinygrad.nn.optim import LAMB, Adam, AdamW, Optimizer
 
+from .checkpoint import read_checkpoint, save_checkpoint, section
+from .data.cache import cache_folder
+from .data.datasets import PatchSampler, load_hr_folders, load_paired_folders
 from .errors import SuperTinyError
+from .evaluate import evaluate_folder
+from .models import create_model
 from .models.registry import SRModel
-from .runtime.cores import SplitTrainStep, core_devices, has_batchnorm
+from .models.weights import load_weights
 from .runtime.devices import open_device
+from .runtime.training import jitted_step, train_step
 
 
 def l1_loss(sr: Tensor, hr: Tensor) -> Tensor:
@@ -45,34 +52,12 @@ def training() -> Context:
 
 def make_train_step(model: SRModel, optimizer: Optimizer, loss: str = "l1",
                     clip: float = 0.0) -> Callable[..., Tensor]:
-  """A jitted step `step(lr_images, hr_images[, learning_rate])`: forward, loss, backward, optional clipping of the
-  gradients' global norm to `clip`, optimizer update. Returns the realized loss. Call it under `training()`."""
+  """A jitted step `step(lr_images, hr_images[, learning_rate])` on tensors (supertiny.runtime.training): forward,
+  loss, backward, optional clipping of the gradients' global norm to `clip`, optimizer update. Returns the realized
+  loss. Call it under `training()`."""
   if loss not in LOSSES:
     raise ValueError(f"unknown loss {loss!r}; choose from {', '.join(LOSSES)}")
-  loss_fn = LOSSES[loss]
-
-  @TinyJit
-  def step(lr: Tensor, hr: Tensor, learning_rate: Tensor | None = None) -> Tensor:
-    if learning_rate is not None:
-      optimizer.lr.assign(learning_rate)
-    optimizer.zero_grad()
-    value = loss_fn(model(lr), hr)
-    value.backward()
-    if clip > 0:
-      grads = [p.grad for p in optimizer.params if p.grad is not None]
-      norm = Tensor.stack(*[g.float().square().sum() for g in grads]).sum().sqrt()
-      factor = (clip / (norm + 1e-6)).minimum(1.0)
-      for p in optimizer.params:
-        if p.grad is not None:
-          p.grad = p.grad * factor
-    # one schedule: the loss is read before the optimizer overwrites the weights it was computed from
-    Tensor.realize(value, *optimizer.schedule_step())
-    # drop the gradients' graphs: TinyJit keeps every buffer that a live tensor's graph names out of its memory plan,
-    # and custom kernels (supertiny.runtime.conv) put their output buffers into that graph
-    optimizer.zero_grad()
-    return value
-
-  return step
+  return jitted_step(model, optimizer, LOSSES[loss], clip)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -280,12 +265,6 @@ def train(config: TrainConfig, out: str | Path, resume: bool = False,
   """Run (or resume) training; returns {"step", "best_psnr", "best_ssim", "seconds"}."""
   from tqdm import tqdm
 
-  from .checkpoint import read_checkpoint, save_checkpoint, section
-  from .data.cache import cache_folder
-  from .data.datasets import PatchSampler, load_hr_folders, load_paired_folders
-  from .evaluate import evaluate_folder
-  from .models import create_model
-  from .models.weights import load_weights
 
   run = Run(out)
   if run.last.exists() and not resume:
@@ -322,19 +301,7 @@ def train(config: TrainConfig, out: str | Path, resume: bool = False,
   Tensor.realize(*model.parameters())
   run.open_board(start if checkpoint is not None else None)
 
-  def to_devices(batch: np.ndarray) -> Tensor:
-    return Tensor(batch).shard(devices, axis=0) if devices else Tensor(batch)
-
-  def learning_rate_tensor(rate: float) -> Tensor:
-    value = Tensor([rate], dtype=dtypes.float32)
-    return value.shard(devices) if devices else value
-  # on the CPU, one thread per core, each with a copy of the model on its own CPU device and a share of the batch
-  cores = () if devices else core_devices(config.cores)
-  split = len(cores) > 1 and config.batch % len(cores) == 0 and not has_batchnorm(model)
-  if split:
-    step_fn: Callable[..., Tensor] = SplitTrainStep(model, optimizer, LOSSES[config.loss], cores, config.clip)
-  else:
-    step_fn = make_train_step(model, optimizer, config.loss, config.clip)
+  step_fn = train_step(model, optimizer, LOSSES[config.loss], config.batch, devices, config.cores, config.clip)
   meta_base = {"options": config.options, "config": asdict(config)}
 
   def save(path: Path, step: int, val: dict | None = None) -> None:
@@ -366,10 +333,7 @@ def train(config: TrainConfig, out: str | Path, resume: bool = False,
         raise KeyboardInterrupt
       rate = learning_rate(config, step)
       with training():
-        if split:
-          loss = step_fn(lr_batch, hr_batch, rate).item()
-        else:
-          loss = step_fn(to_devices(lr_batch), to_devices(hr_batch), learning_rate_tensor(rate)).item()
+        loss = step_fn(lr_batch, hr_batch, rate)
       if not math.isfinite(loss):
         kept = f"; the last good checkpoint {run.last} (step {done}) is kept" if run.last.exists() else ""
         raise SuperTinyError(f"loss became {loss} at step {step + 1}: stopped{kept}. Try a lower --lr or --clip 1")
@@ -413,7 +377,6 @@ def _in_main_thread() -> bool:
 
 def load_config(path: str | Path) -> dict[str, Any]:
   """A TOML recipe as a dict of TrainConfig fields."""
-  import tomllib
 
   path = Path(path)
   try:

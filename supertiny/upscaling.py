@@ -13,8 +13,8 @@ from .data.images import WRITABLE_SUFFIXES
 from .data.raster import Raster, read_raster, scaled_tags, write_raster
 from .errors import SuperTinyError
 from .infer import upscale_tiled
-from .models.pretrained import load_model
 from .models.registry import SRModel
+from .pretrained import load_model
 
 MIN_SIDE = 4  # bicubic's support: smaller images have nothing for a kernel to work with
 

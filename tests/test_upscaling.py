@@ -16,7 +16,7 @@ from supertiny.data.raster import read_raster
 from supertiny.errors import SuperTinyError
 from supertiny.infer import upscale_array
 from supertiny.models import create_model
-from supertiny.models.pretrained import default_model, load_model
+from supertiny.pretrained import default_model, load_model
 
 SAMPLE = Path(supertiny.__file__).parent / "samples" / "butterfly.png"
 RNG = np.random.default_rng(5)

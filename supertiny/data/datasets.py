@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import SuperTinyError
-from ..evaluate import load_pair, match_lr_files
 from ..ops import rgb_to_y
 from .images import list_images, to_float
+from .pairs import load_pair, match_lr_files
 
 
 @dataclass

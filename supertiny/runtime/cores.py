@@ -143,7 +143,7 @@ class DeviceRunner:
   that device for numpy inputs, returned as numpy. The first device's runner calls the model itself, held weakly
   (runners live in caches keyed by the model)."""
 
-  def __init__(self, model: Callable[[Tensor], Tensor], device: str, max_jits: int = 2):
+  def __init__(self, model: Callable[[Tensor], Tensor], device: str, max_jits: int = 1):
     self.device, self.max_jits = device, max_jits
     if Device.canonicalize(device) == Device.canonicalize(_device_of(model)):
       ref = weakref.ref(model)
@@ -201,7 +201,7 @@ class CorePool:
   would compile or capture a jit (a device's first two calls for a key) run one at a time on the calling
   thread; only replays of captured jits run side by side."""
 
-  def __init__(self, model: Callable[[Tensor], Tensor], devices: Sequence[str], max_jits: int = 2):
+  def __init__(self, model: Callable[[Tensor], Tensor], devices: Sequence[str], max_jits: int = 1):
     self.model_ref, self.devices, self.max_jits = weakref.ref(model), tuple(devices), max_jits
     self._build(model)
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import ctypes
 import gc
 import os
+import sys
 import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -133,6 +134,12 @@ def forget_compiled() -> None:
 
   for cache in (to_program_cache, local_size_cache, runtime_cache, schedule_cache):
     cache.clear()
+  # functools caches of tinygrad's graph rewrites (movement ops, div/mod folding) keep every shape's uops alive
+  for name, module in list(sys.modules.items()):
+    if name.startswith(("tinygrad.schedule", "tinygrad.uop.divandmod")):
+      for value in list(vars(module).values()):
+        if callable(getattr(value, "cache_clear", None)) and hasattr(value, "cache_info"):
+          value.cache_clear()
   gc.collect()
   if _LIBC is not None:
     _LIBC.malloc_trim(0)  # glibc keeps freed heap pages (kernels' graphs are many small objects) unless asked

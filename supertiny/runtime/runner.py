@@ -129,7 +129,7 @@ class Runner:
   little. The result does not depend on the cores or tiles whenever the overlap covers the model's reach."""
 
   def __init__(self, model, cores: int | None = None, tile: int = 256, overlap: int | None = None,
-               jits_per_core: int = 2):
+               jits_per_core: int = 1):
     if tile < 1 or (overlap is not None and overlap < 0):
       raise SuperTinyError(f"tile must be positive and overlap non-negative (got tile {tile}, overlap {overlap})")
     self.model, self.tile, self.overlap = model, tile, overlap

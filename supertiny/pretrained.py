@@ -7,17 +7,16 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from ..errors import SuperTinyError
-from .registry import MODELS, SRModel, create_model
-from .weights import load_weights
+from .checkpoint import model_from_checkpoint, read_checkpoint
+from .errors import SuperTinyError
+from .models.registry import MODELS, SRModel, create_model
+from .models.weights import load_weights
 
-WEIGHTS = Path(__file__).resolve().parents[1] / "weights"
+WEIGHTS = Path(__file__).resolve().parent / "weights"
 
 
 def shipped() -> list[dict[str, Any]]:
   """Metadata of every checkpoint in supertiny/weights/, with its `path`."""
-  from ..checkpoint import read_checkpoint
-
   found = []
   for path in sorted(WEIGHTS.glob("*.safetensors")):
     meta, _ = read_checkpoint(path)
@@ -48,8 +47,6 @@ def load_model(name: str | None, scale: int | None = None, channels: int | None 
   elif name not in MODELS and (WEIGHTS / f"{name}.safetensors").is_file():
     name = str(WEIGHTS / f"{name}.safetensors")  # a shipped checkpoint by its short name, e.g. espcn_x3_y
   if _is_checkpoint(name):
-    from ..checkpoint import model_from_checkpoint
-
     model, _ = model_from_checkpoint(name)
     if scale is not None and model.scale != scale:
       raise SuperTinyError(f"{name}: the checkpoint is for x{model.scale}, not x{scale}")
