@@ -218,7 +218,7 @@ def _bind(jit: TinyJit, args: Sequence[Tensor]) \
        len(values) != len(threads):
       return None
     used = [buffers[i].ensure_allocated() for i in ast.arg.globals]
-    keep += used
+    keep += [*used, runtime]  # the program's code lives as long as its runtime object: forget_compiled drops tinygrad's
     addresses = [address(b) for b in used] + [0] * len(values)
     for thread in range(parts):
       for slot in threads.values():

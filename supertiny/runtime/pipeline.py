@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from tinygrad import Tensor, dtypes
 from tinygrad.dtype import DType
+from tinygrad.nn.state import get_parameters
 
 from ..errors import SuperTinyError
 from ..ops import rgb_to_ycbcr, upsample, ycbcr_to_rgb
@@ -62,6 +63,9 @@ def tile_forward(model, tile: Tensor, bounds: Tensor, route: Route, dtype: DType
   says. `bounds` holds the float values that map
   to 0 and 1 (integers map by their type's range). The model computes in `dtype` (its weights')."""
   top = STORED[route.stored][1]
+  params = get_parameters(model)
+  if params and isinstance(params[0].device, tuple):  # weights replicated over devices (data-parallel training)
+    tile, bounds = tile.shard(params[0].device), bounds.shard(params[0].device)
   x = tile.cast(dtypes.float32)
   x = x / top if top is not None else (x - bounds[0]) / (bounds[1] - bounds[0])
   x = x.permute(2, 0, 1).unsqueeze(0)

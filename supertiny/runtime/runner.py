@@ -112,7 +112,9 @@ def lanes(model, cores: int | None) -> tuple[str, ...]:
   device state is not for two threads at once, and off the CPU, one thread."""
   devices = core_devices(cores)
   params = get_parameters(model)
-  home = params[0].device if params and isinstance(params[0].device, str) else Device.DEFAULT
+  home = params[0].device if params else Device.DEFAULT
+  if isinstance(home, tuple):  # sharded weights: tiles go in on the first device and are sharded in the jit
+    return (Device.canonicalize(home[0]),)
   if len(devices) == 1 or not (internals.USABLE and replay.DIRECT):
     return (Device.canonicalize(home),)
   return (Device.canonicalize(home),) * len(devices)
