@@ -70,11 +70,33 @@ def _upscale_one(model, source: Path, target: Path, tile: int, overlap: int | No
   must not cost the others."""
   from .upscaling import upscale_file
 
+  return _outcome(lambda: upscale_file(model, source, target, tile, overlap, overwrite, progress), target)
+
+
+def _outcome(work, target: Path) -> tuple[tuple[int, ...], str] | str:
+  """(shape, dtype) of the raster `work()` returns, or its one-line error."""
   try:
-    result = upscale_file(model, source, target, tile, overlap, overwrite, progress)
+    result = work()
   except (SuperTinyError, OSError) as exc:
-    return str(exc) if isinstance(exc, SuperTinyError) else f"{target}: {exc.strerror or exc}"
+    return _message(exc, target)
   return result.pixels.shape, str(result.pixels.dtype)
+
+
+def _message(exc: Exception, target: Path) -> str:
+  return str(exc) if isinstance(exc, SuperTinyError) else f"{target}: {getattr(exc, 'strerror', None) or exc}"
+
+
+def _written(target: Path, result):
+  from .upscaling import write_output
+
+  write_output(target, result)
+  return result
+
+
+def _settled(entry: tuple) -> tuple:
+  """(source, target, outcome) once the entry's write, if any, has finished."""
+  source, target, outcome = entry
+  return source, target, outcome if isinstance(outcome, str) else outcome.result()
 
 
 def _upscale_in_worker(source: Path, target: Path, tile: int, overlap: int | None,
@@ -106,9 +128,14 @@ def _upscale_jobs(args: argparse.Namespace, model, pairs: list[tuple[Path, Path]
 
 
 def cmd_upscale(args: argparse.Namespace) -> int:
+  from collections import deque
+  from concurrent.futures import ThreadPoolExecutor
+
   from tqdm import tqdm
 
   from .pretrained import load_model
+  from .runtime.cores import core_devices
+  from .upscaling import upscale_source
 
   model = load_model(args.model, args.scale, args.channels, args.weights)
   pairs = _outputs(args.inputs, args.output)
@@ -116,14 +143,27 @@ def cmd_upscale(args: argparse.Namespace) -> int:
   show = sys.stderr.isatty()
 
   def one_by_one():
-    for source, target in pairs:
-      with tqdm(desc=source.name, unit="tile", leave=False, disable=not show) as tiles:
-        def on_tile(done: int, total: int, bar=tiles) -> None:
-          bar.total = total
-          bar.update(done - bar.n)
+    # files are upscaled one after the other on every core, and written (encoding PNG costs more than upscaling
+    # it) by a thread per core while the next ones are upscaled: Pillow's encoders release the GIL
+    writers = len(core_devices())
+    with ThreadPoolExecutor(writers, thread_name_prefix="supertiny-write") as pool:
+      pending: deque = deque()
+      for source, target in pairs:
+        with tqdm(desc=source.name, unit="tile", leave=False, disable=not show) as tiles:
+          def on_tile(done: int, total: int, bar=tiles) -> None:
+            bar.total = total
+            bar.update(done - bar.n)
 
-        outcome = _upscale_one(model, source, target, args.tile, args.tile_overlap, args.overwrite, on_tile)
-      yield source, target, outcome
+          try:
+            result = upscale_source(model, source, target, args.tile, args.tile_overlap, args.overwrite, on_tile)
+          except (SuperTinyError, OSError) as exc:
+            pending.append((source, target, _message(exc, target)))
+          else:
+            pending.append((source, target, pool.submit(_outcome, lambda t=target, r=result: _written(t, r), target)))
+        while len(pending) > writers or (pending and isinstance(pending[0][2], str)):
+          yield _settled(pending.popleft())
+      while pending:
+        yield _settled(pending.popleft())
 
   with tqdm(total=len(pairs), unit="file", disable=not show or len(pairs) == 1) as files:
     outcomes = _upscale_jobs(args, model, pairs) if args.jobs > 1 and len(pairs) > 1 else one_by_one()

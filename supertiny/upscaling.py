@@ -102,6 +102,14 @@ def upscale_raster(model: SRModel, raster: Raster, tile: int = 256, overlap: int
 def upscale_file(model: SRModel, source: Path, target: Path, tile: int = 256, overlap: int | None = None,
                  overwrite: bool = False, progress: Callable[[int, int], None] | None = None) -> Raster:
   """Read `source`, upscale it, write `target` (atomically) in the target's format."""
+  result = upscale_source(model, source, target, tile, overlap, overwrite, progress)
+  write_output(target, result)
+  return result
+
+
+def upscale_source(model: SRModel, source: Path, target: Path, tile: int = 256, overlap: int | None = None,
+                   overwrite: bool = False, progress: Callable[[int, int], None] | None = None) -> Raster:
+  """The first half of upscale_file: check that `target` may be written, read `source` and upscale it."""
   if target.exists() and not overwrite:
     raise SuperTinyError(f"{target}: already exists (pass --overwrite to replace it)")
   if target.suffix.lower() not in WRITABLE_SUFFIXES:
@@ -109,7 +117,10 @@ def upscale_file(model: SRModel, source: Path, target: Path, tile: int = 256, ov
                          f"(writes {', '.join(sorted(WRITABLE_SUFFIXES))})")
   raster = read_raster(source)
   _check_size(raster.pixels, str(source))
-  result = upscale_raster(model, raster, tile, overlap, progress)
+  return upscale_raster(model, raster, tile, overlap, progress)
+
+
+def write_output(target: Path, result: Raster) -> None:
+  """The second half of upscale_file: write `result` to `target` atomically (its folder made as needed)."""
   target.parent.mkdir(parents=True, exist_ok=True)
   write_raster(target, result)
-  return result
