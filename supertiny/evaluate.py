@@ -15,7 +15,7 @@ import numpy as np
 
 from .data.images import list_images, to_float
 from .data.pairs import degrade, load_pair, match_lr_files, min_side  # noqa: F401  (the protocol's public names)
-from .infer import upscale_array
+from .infer import upscale_tiled
 from .metrics import evaluate_pair
 from .models.registry import SRModel
 
@@ -46,6 +46,12 @@ def score(sr: np.ndarray, hr: np.ndarray, scale: int, space: str = "y") -> tuple
   return evaluate_pair(to_float(sr), to_float(hr), scale, space)
 
 
+def _whole_if_global(model: SRModel, lr: np.ndarray) -> int:
+  """Tile size for scoring: models with a finite receptive field are tiled exactly, as upscale does; global ones
+  (SwinIR, the convolution-transformer) see the whole image, as their published scores do."""
+  return max(lr.shape[:2]) if getattr(model, "receptive_field", None) is None else 256
+
+
 def evaluate_folder(model: SRModel, folder: str | Path, scale: int, lr_folder: str | Path | None = None,
                     space: str = "y", progress: Callable[[str], None] | None = None) -> DatasetScore:
   """Score `model` on every image of an HR folder (the dataset is named after the folder)."""
@@ -55,7 +61,7 @@ def evaluate_folder(model: SRModel, folder: str | Path, scale: int, lr_folder: s
   result = DatasetScore(folder.resolve().name)
   for path in hr_files:
     lr, hr = load_pair(path, scale, lr_files.get(path))
-    p, s = score(upscale_array(model, lr), hr, scale, space)
+    p, s = score(upscale_tiled(model, lr, tile=_whole_if_global(model, lr)), hr, scale, space)
     result.images.append(ImageScore(path.stem, p, s))
     if progress is not None:
       progress(path.name)

@@ -144,7 +144,7 @@ class Runner:
     if rows == height and cols == width:  # one tile: a band of rows per core, unless the overlap eats the gain
       cores = len(self.pool.runners)
       band = even_tile(height, self.tile, overlap, cores)
-      if cores > 1 and band > overlap and band <= 0.8 * height:
+      if cores > 1 and context is not None and band > overlap and band <= 0.8 * height:
         rows = band
     return plan_axis(height, rows, overlap, context), plan_axis(width, cols, overlap, context)
 
