@@ -114,3 +114,13 @@ def test_a_short_overlap_is_feathered_with_a_warning():
   assert differs.any() and not differs[~near_seam][:, ~near_seam].any()
   with pytest.raises(SuperTinyError, match="larger than the overlap"):
     upscale_tiled(model, image, tile=8, overlap=8)
+
+
+def test_memory_is_one_jit_per_core_whatever_the_sizes():
+  from supertiny.runtime.runner import runner_for
+
+  model = create_model("bicubic", scale=2, channels=None)
+  for size in ((20, 30), (31, 17), (26, 26)):
+    image = RNG.integers(0, 256, (*size, 3), dtype=np.uint8)
+    np.testing.assert_array_equal(upscale_array(model, image), imresize(image, 2.0))
+  assert all(len(lane.jits) <= 1 for lane in runner_for(model).pool.runners)

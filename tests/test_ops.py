@@ -198,3 +198,16 @@ def test_rational_tanh_keeps_half_precision_inputs_half():
   out = tanh(Tensor(x))
   assert out.dtype == dtypes.half
   np.testing.assert_allclose(out.numpy().astype(np.float64), np.tanh(x.astype(np.float64)), atol=1e-3, rtol=0)
+
+
+@pytest.mark.parametrize("method", ["bicubic", "bilinear", "nearest"])
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_integer_upsample_equals_matlab_imresize(method, scale):
+  """ops.upsample (a convolution per output phase) gives MATLAB imresize's values, borders included."""
+  from supertiny.ops import upsample
+
+  rng = np.random.default_rng(scale)
+  for h, w in ((5, 7), (17, 12), (2, 3)):
+    image = rng.random((h, w, 2))
+    ours = upsample(Tensor(image.transpose(2, 0, 1)[None].astype(np.float32)), scale, method).numpy()[0]
+    np.testing.assert_allclose(ours.transpose(1, 2, 0), imresize(image, float(scale), method=method), atol=2e-6)
