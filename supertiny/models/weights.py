@@ -28,6 +28,7 @@ _STORAGE_DTYPES = {
 _DERIVED_SUFFIXES = ("relative_position_index", "attn_mask")
 _DERIVED_PREFIXES = ("sub_mean.", "add_mean.")
 _WRAPPER_KEYS = ("params_ema", "params", "state_dict", "model")
+_MAX_NESTING = 8  # wrappers around a state dict ({'params': ...}); a dict that holds itself would nest forever
 
 
 class _StorageType:
@@ -76,6 +77,8 @@ class _RestrictedUnpickler(pickle.Unpickler):
 def read_torch_state_dict(path: str | Path) -> dict[str, np.ndarray]:
   """The tensors of a PyTorch .pth/.pt file as numpy arrays, without executing any pickled code."""
   path = Path(path)
+  if not path.is_file():
+    raise SuperTinyError(f"{path}: no such file")
   if not zipfile.is_zipfile(path):
     raise SuperTinyError(f"{path}: not a PyTorch zip checkpoint (re-save it with torch.save in PyTorch >= 1.6)")
   with zipfile.ZipFile(path) as archive:
@@ -87,29 +90,82 @@ def read_torch_state_dict(path: str | Path) -> dict[str, np.ndarray]:
     with archive.open(pickles[0]) as f:
       try:
         obj = _RestrictedUnpickler(f, str(path)).load()
-      except (pickle.UnpicklingError, EOFError, AttributeError, ValueError) as exc:
+      except (pickle.UnpicklingError, EOFError, AttributeError, ValueError, TypeError, IndexError) as exc:
         raise SuperTinyError(f"{path}: unreadable checkpoint ({exc})") from exc
-    storages: dict[str, bytes] = {}
-
-    def materialise(recipe: _TensorRecipe) -> np.ndarray:
+    recipes = _flatten(_unwrap(obj, path))
+    # every tensor checked against its storage before any byte is read: offsets, sizes and strides come from the
+    # file, and numpy's strided views trust them (a stride past the data reads other memory)
+    needed: dict[str, tuple[Any, int]] = {}  # storage key -> (element type, elements the tensors reach)
+    for name, recipe in recipes.items():
       dtype, key, _count = recipe.storage
-      if key not in storages:
-        storages[key] = archive.read(f"{root}data/{key}")
-      raw = storages[key]
-      if dtype == "bfloat16":  # numpy has no bfloat16: widen the 16 stored bits into float32's top half
-        flat = (np.frombuffer(raw, dtype="<u2").astype(np.uint32) << 16).view(np.float32)
-      else:
-        flat = np.frombuffer(raw, dtype=np.dtype(dtype).newbyteorder("<"))
-      item = flat.itemsize
-      view = np.lib.stride_tricks.as_strided(flat[recipe.offset:], recipe.size, tuple(s * item for s in recipe.stride))
-      return np.array(view)
+      if key in needed and needed[key][0] != dtype:
+        raise SuperTinyError(f"{path}: storage {key} is read as two element types")
+      needed[key] = (dtype, max(needed.get(key, (dtype, 0))[1], _extent(recipe, path, name)))
+    storages = {key: _read_storage(archive, f"{root}data/{key}", count * _itemsize(dtype), path)
+                for key, (dtype, count) in needed.items()}
+    return {name: _materialise(recipe, storages[recipe.storage[1]]) for name, recipe in recipes.items()}
 
-    return {k: materialise(v) for k, v in _flatten(_unwrap(obj, path)).items()}
+
+def _extent(recipe: _TensorRecipe, path: Path, name: str) -> int:
+  """Elements of its storage a tensor reaches (one past its last element), after checking that its layout is one
+  a state dict can hold: non-negative integers, no more elements than its storage, within the storage."""
+  dtype, _key, count = recipe.storage
+  numbers = (recipe.offset, *recipe.size, *recipe.stride)
+  if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in numbers) or \
+     len(recipe.size) != len(recipe.stride) or len(recipe.size) > 8:
+    raise SuperTinyError(f"{path}: tensor {name!r} has an invalid layout (offset {recipe.offset!r}, size "
+                         f"{recipe.size!r}, stride {recipe.stride!r})")
+  elements = int(np.prod(recipe.size, dtype=object)) if recipe.size else 1
+  if elements == 0:
+    return 0
+  last = recipe.offset + sum((n - 1) * step for n, step in zip(recipe.size, recipe.stride, strict=True))
+  if last >= count or elements > count:
+    raise SuperTinyError(f"{path}: tensor {name!r} ({'x'.join(map(str, recipe.size)) or 'scalar'}, offset "
+                         f"{recipe.offset}) does not fit in its storage of {count} elements")
+  return last + 1
+
+
+def _itemsize(dtype: Any) -> int:
+  return 2 if dtype == "bfloat16" else np.dtype(dtype).itemsize
+
+
+def _read_storage(archive: zipfile.ZipFile, member: str, nbytes: int, path: Path) -> np.ndarray:
+  """The first `nbytes` of a storage file, the bytes its tensors use, and no more (a small file can declare
+  gigabytes of compressed zeros); the file must hold them."""
+  try:
+    with archive.open(member) as f:
+      raw = f.read(nbytes)
+  except KeyError:
+    raise SuperTinyError(f"{path}: storage {member} is missing from the archive") from None
+  except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError) as exc:
+    raise SuperTinyError(f"{path}: storage {member} is unreadable ({exc})") from None
+  if len(raw) < nbytes:
+    raise SuperTinyError(f"{path}: storage {member} holds {len(raw)} bytes, its tensors need {nbytes}")
+  return np.frombuffer(raw, dtype=np.uint8)
+
+
+def _materialise(recipe: _TensorRecipe, raw: np.ndarray) -> np.ndarray:
+  dtype = recipe.storage[0]
+  if dtype == "bfloat16":  # numpy has no bfloat16: widen the 16 stored bits into float32's top half
+    flat = (raw.view("<u2").astype(np.uint32) << 16).view(np.float32)
+  else:
+    flat = raw.view(np.dtype(dtype).newbyteorder("<"))
+  if not recipe.size:
+    return np.array(flat[recipe.offset])
+  if 0 in recipe.size:
+    return np.zeros(recipe.size, flat.dtype)
+  view = np.lib.stride_tricks.as_strided(flat[recipe.offset:], recipe.size,
+                                         tuple(s * flat.itemsize for s in recipe.stride), writeable=False)
+  return np.array(view)
 
 
 def _unwrap(obj: Any, path: Path) -> dict:
   """Training checkpoints nest the weights ({'params': ...}, {'state_dict': ...}); find the state dict."""
-  while isinstance(obj, dict) and not any(isinstance(v, _TensorRecipe) for v in obj.values()):
+  for _depth in range(_MAX_NESTING + 1):
+    if not isinstance(obj, dict) or any(isinstance(v, _TensorRecipe) for v in obj.values()):
+      break
+    if _depth == _MAX_NESTING:
+      raise SuperTinyError(f"{path}: state dict nested more than {_MAX_NESTING} levels deep (or in itself)")
     key = next((k for k in _WRAPPER_KEYS if k in obj), None)
     if key is None:
       raise SuperTinyError(f"{path}: no state dict found (top-level keys: {', '.join(map(str, obj))})")

@@ -81,3 +81,90 @@ def test_eval_with_pytorch_weights_and_zoo_listing(tmp_path, assets, capsys):
   assert set(rows) == set(MODELS)
   assert rows["srcnn"]["parameters"] == 57_281 and rows["espcn"]["parameters"] == 22_729
   assert rows["espcn"]["receptive_field"] == 9 and rows["swinir-light"]["receptive_field"] is None
+
+
+# --- hostile layouts (issue #12): a pickle that names only allowed classes can still lie about its tensors ------
+
+class _Storage:
+  """Stands for a torch storage in a hand-made data.pkl: pickled as ('storage', FloatStorage, key, 'cpu', count)."""
+
+  def __init__(self, key: str, count: int):
+    self.key, self.count = key, count
+
+
+class _Tensor:
+  def __init__(self, storage: _Storage, offset: int, size: tuple, stride: tuple):
+    self.args = (storage, offset, size, stride, False, OrderedDict())
+
+  def __reduce__(self):
+    return (torch._utils._rebuild_tensor_v2, self.args)
+
+
+def _hostile_pth(path, state, storages: dict[str, bytes], compress: int = 0) -> None:
+  """A zip .pth like torch.save writes, with data.pkl and storage files as given."""
+  import io
+  import pickle
+  import zipfile
+
+  class Pickler(pickle.Pickler):
+    def persistent_id(self, obj):
+      return ("storage", torch.FloatStorage, obj.key, "cpu", obj.count) if isinstance(obj, _Storage) else None
+
+  buffer = io.BytesIO()
+  Pickler(buffer, protocol=2).dump(state)
+  with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED) as archive:
+    archive.writestr("archive/data.pkl", buffer.getvalue())
+    for key, data in storages.items():
+      archive.writestr(f"archive/data/{key}", data)
+
+
+@pytest.mark.parametrize("offset,size,stride", [
+  (0, (64, 1, 5, 5), (25, 25, 5, 1)),   # the full shape over a storage of one float: read past the data
+  (0, (4,), (2 ** 40,)),                # a stride far outside the process's memory (was SIGSEGV)
+  (-3, (1,), (1,)),                     # a negative offset
+  (0, (2, 2), (-1, 1)),                 # a negative stride
+  (1, (1,), (1,)),                      # an offset past the end
+])
+def test_tensors_outside_their_storage_are_refused(tmp_path, offset, size, stride):
+  storage = _Storage("0", 1)
+  _hostile_pth(tmp_path / "oob.pth", OrderedDict(w=_Tensor(storage, offset, size, stride)),
+               {"0": np.ones(1, np.float32).tobytes()})
+  with pytest.raises(SuperTinyError, match="oob.pth: tensor 'w'"):
+    read_torch_state_dict(tmp_path / "oob.pth")
+
+
+def test_a_storage_shorter_than_declared_is_refused(tmp_path):
+  _hostile_pth(tmp_path / "short.pth", OrderedDict(w=_Tensor(_Storage("0", 4), 0, (4,), (1,))),
+               {"0": np.ones(2, np.float32).tobytes()})
+  with pytest.raises(SuperTinyError, match="holds 8 bytes, its tensors need 16"):
+    read_torch_state_dict(tmp_path / "short.pth")
+
+
+def test_a_state_dict_that_holds_itself_is_refused_at_once(tmp_path):
+  state: dict = {}
+  state["params"] = state
+  torch.save(state, tmp_path / "loop.pth")
+  with pytest.raises(SuperTinyError, match="nested more than"):
+    read_torch_state_dict(tmp_path / "loop.pth")
+
+
+def test_only_the_bytes_the_tensors_use_are_decompressed(tmp_path, monkeypatch):
+  """A small file may declare a storage of gigabytes of zeros: read what the shapes need, no more."""
+  import zipfile
+
+  values = np.arange(16, dtype=np.float32)
+  storage = values.tobytes() + bytes(8 * 2 ** 20)  # 8 MiB of zeros behind the 64 bytes used
+  _hostile_pth(tmp_path / "bomb.pth", OrderedDict(w=_Tensor(_Storage("0", len(storage) // 4), 0, (4, 4), (4, 1))),
+               {"0": storage}, compress=1)
+  assert (tmp_path / "bomb.pth").stat().st_size < 100_000
+  asked = []
+  original = zipfile.ZipExtFile.read
+  monkeypatch.setattr(zipfile.ZipExtFile, "read", lambda self, n=-1: asked.append((self.name, n)) or original(self, n))
+  state = read_torch_state_dict(tmp_path / "bomb.pth")
+  np.testing.assert_array_equal(state["w"], values.reshape(4, 4))
+  assert [n for name, n in asked if name == "archive/data/0"] == [64]
+
+
+def test_a_missing_weights_file_is_named_as_missing(tmp_path):
+  with pytest.raises(SuperTinyError, match="no such file"):
+    read_torch_state_dict(tmp_path / "nothere.pth")
