@@ -167,3 +167,17 @@ def test_input_slots_are_refilled_in_place_or_by_assign(monkeypatch):
   write_into(slot, np.ones((2, 3)))
   assert slot.uop.base.realized is buffer  # the jit's input buffer itself
   np.testing.assert_array_equal(slot.numpy(), np.ones((2, 3)))
+
+
+def test_every_colour_route_replays_by_direct_calls_on_two_cores(assets):
+  """RGB through a Y model (chroma upscaled in the jit from constant taps), alpha beside an RGB model: the captured
+  tiles replay as direct calls on both threads, and give the one-core image."""
+  image = read_image(assets / "Set5" / "bird.png")[:60, :70]
+  rgba = np.concatenate([image, image[..., :1]], axis=2)
+  for model, picture in ((create_model("espcn", scale=3, channels=1), image),
+                         (create_model("fsrcnn", scale=2, channels=3), rgba)):
+    two, one = Runner(model, cores=2, tile=40), Runner(model, cores=1, tile=40)
+    for _ in range(3):  # captured on the first call, replayed after
+      np.testing.assert_array_equal(two(picture), one(picture))
+    if internals.USABLE:
+      assert all(jit.bound is not None for lane in two.pool.runners for jit, _ in lane.jits.values())

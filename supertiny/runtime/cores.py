@@ -175,8 +175,8 @@ class DeviceRunner:
     else:
       self.jits.move_to_end(key)
     jit, slots = entry
-    if jit.cnt < 2 and getattr(_worker, "replay_only", False):
-      raise Cold
+    if (jit.cnt < 2 or jit.bound is None) and getattr(_worker, "replay_only", False):
+      raise Cold  # capturing, or replaying through tinygrad, whose device state is not for two threads at once
     return host_array(jit(*(write_into(s, a) for s, a in zip(slots, inputs, strict=True))), copy=copy)
 
   def __call__(self, x: np.ndarray) -> np.ndarray:

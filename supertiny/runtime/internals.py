@@ -189,8 +189,10 @@ def _bind(jit: TinyJit, args: Sequence[Tensor]) \
       buffers = [b.buffer for b in resolve_params(call, inputs)]
     except Exception:
       return None
-    if ast.op is Ops.COPY and len(buffers) == 2 and on_cpu(buffers[0].device) and buffers[1].device == "PYTHON":
-      # a constant made from Python values during the capture (a model's mean colour): copied from a snapshot
+    from_values = len(buffers) == 2 and on_cpu(buffers[0].device) and buffers[1].device in ("PYTHON", "NPY")
+    if ast.op is Ops.COPY and from_values:
+      # a constant made from Python values or a numpy array during the capture (a model's mean colour, the
+      # bicubic taps of supertiny.ops.upsample): copied from a snapshot
       dest, constant = buffers[0].ensure_allocated(), ctypes.create_string_buffer(bytes(buffers[1].as_memoryview()))
       if len(constant.raw) < dest.nbytes:
         return None
