@@ -122,5 +122,7 @@ def test_memory_is_one_jit_per_core_whatever_the_sizes():
   model = create_model("bicubic", scale=2, channels=None)
   for size in ((20, 30), (31, 17), (26, 26)):
     image = RNG.integers(0, 256, (*size, 3), dtype=np.uint8)
-    np.testing.assert_array_equal(upscale_array(model, image), imresize(image, 2.0))
+    ours = upscale_array(model, image).astype(int)
+    # float32 sums (in tinygrad's own order where its internals are off) may round a rare value the other way
+    assert np.abs(ours - imresize(image, 2.0)).max() <= 1 and np.mean(ours != imresize(image, 2.0)) < 1e-3
   assert all(len(lane.jits) <= 1 for lane in runner_for(model).pool.runners)

@@ -29,6 +29,7 @@ print(internals.USABLE, conv.kernel_path("CPU"), len(fallback))
 
 
 def test_another_tinygrad_version_turns_the_internals_off(monkeypatch):
+  monkeypatch.delenv("SUPERTINY_INTERNALS", raising=False)
   monkeypatch.setattr(internals, "_installed_version", lambda: "0.15.0")
   reason = internals._probe()
   assert reason is not None and "0.15.0" in reason and internals.WRITTEN_FOR in reason
