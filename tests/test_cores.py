@@ -90,9 +90,9 @@ def test_captures_stay_on_the_calling_thread(tmp_path):
   items = [np.full((1, 1, 8, 8), i / 8, dtype=np.float32) for i in range(8)]
   outputs = pool.map(call, items)
   # each device compiles and captures on its first call, on this thread; later calls replay, the second device's
-  # on a worker thread
+  # on a worker thread where the replay is by direct calls (tinygrad's own replays stay on this thread)
   assert ran_on[:2] == [("CPU", True), ("CPU:1", True)]
-  assert ("CPU:1", False) in ran_on[2:]
+  assert (("CPU:1", False) in ran_on[2:]) == internals.USABLE
   for x, out in zip(items, outputs, strict=True):
     np.testing.assert_array_equal(out, model(Tensor(x)).numpy())
 

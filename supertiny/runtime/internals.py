@@ -189,7 +189,8 @@ def _bind(jit: TinyJit, args: Sequence[Tensor]) \
       buffers = [b.buffer for b in resolve_params(call, inputs)]
     except Exception:
       return None
-    from_values = len(buffers) == 2 and on_cpu(buffers[0].device) and buffers[1].device in ("PYTHON", "NPY")
+    devices = [getattr(b, "device", None) for b in buffers]  # a buffer over several devices has none: not bound
+    from_values = len(buffers) == 2 and on_cpu(devices[0]) and devices[1] in ("PYTHON", "NPY")
     if ast.op is Ops.COPY and from_values:
       # a constant made from Python values or a numpy array during the capture (a model's mean colour, the
       # bicubic taps of supertiny.ops.upsample): copied from a snapshot
@@ -199,7 +200,7 @@ def _bind(jit: TinyJit, args: Sequence[Tensor]) \
       keep += [dest, constant]
       steps.append(_labelled(_copier(address(dest), ctypes.addressof(constant), dest.nbytes), "copy constant"))
       continue
-    if any(not hasattr(b, "get_buf") or not on_cpu(b.device) for b in buffers):
+    if any(not hasattr(b, "get_buf") or not on_cpu(d) for b, d in zip(buffers, devices, strict=True)):
       return None
     if ast.op is Ops.COPY:
       dest, src = (b.ensure_allocated() for b in buffers[:2])
