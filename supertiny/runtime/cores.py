@@ -32,7 +32,6 @@ from typing import TypeVar
 
 import numpy as np
 from tinygrad import Device, Tensor, dtypes, nn
-from tinygrad.dtype import DType
 from tinygrad.nn.optim import Optimizer
 from tinygrad.nn.state import get_parameters
 
@@ -167,7 +166,8 @@ class DeviceRunner:
 
       def forward(*tensors: Tensor) -> Tensor:
         return fn(model(), *tensors).contiguous().realize()
-      entry = (FastJit(forward, capture_first=True), [input_slot(a.shape, dtype_of(a), self.device) for a in inputs])
+      slots = [input_slot(a.shape, from_numpy_dtype(a.dtype), self.device) for a in inputs]
+      entry = (FastJit(forward, capture_first=True), slots)
       self.jits[key] = entry
       while len(self.jits) > self.max_jits:
         self.jits.popitem(last=False)
@@ -184,11 +184,6 @@ class DeviceRunner:
     dtype = self.dtype
     return self.run(("forward", x.shape), lambda m, t: m(t if dtype == dtypes.float32 else t.cast(dtype)).float(),
                     np.ascontiguousarray(x, dtype=np.float32))
-
-
-def dtype_of(array: np.ndarray) -> DType:
-  """The tinygrad dtype of a numpy array's elements."""
-  return from_numpy_dtype(array.dtype)
 
 
 def _device_of(model: object) -> str:

@@ -175,8 +175,7 @@ class Runner:
     route = Route(model.channels, bands, bool(alpha), stored, final=exact)
     route.check(model.name)
     s = model.scale
-    dtype = image.dtype if image.dtype.kind == "u" else np.dtype(np.float32)
-    out = np.empty((height * s, width * s, bands), dtype=dtype)
+    out = np.empty((height * s, width * s, bands), dtype=source.dtype)
     bounds = np.array([lo, hi], dtype=np.float32)
     key = (rows.size, cols.size, route)
     cold = False
@@ -185,6 +184,7 @@ class Runner:
       return tile_forward(m, tile, limits, route, self.pool.runners[0].dtype)
 
     tiles = [(r, c) for r in range(len(rows.starts)) for c in range(len(cols.starts))]
+    self.pool.sync()
     if exact:
       def compute(runner: DeviceRunner, rc: tuple[int, int]) -> None:
         nonlocal cold
@@ -197,7 +197,6 @@ class Runner:
         out[(y + ky.start) * s: (y + ky.stop) * s, (x + kx.start) * s: (x + kx.stop) * s] = \
           result[ky.start * s: ky.stop * s, kx.start * s: kx.stop * s]
 
-      self.pool.sync()
       done = 0
       for first in range(0, len(tiles), len(self.pool.runners)):
         group = tiles[first: first + len(self.pool.runners)]
@@ -206,7 +205,6 @@ class Runner:
         if progress is not None:
           progress(done, len(tiles))
     else:
-      self.pool.sync()
       cold = True
       self._feathered(source, out, rows, cols, key, forward, bounds, tiles, (lo, hi), progress)
     if cold or any(r.evicted for r in self.pool.runners):
