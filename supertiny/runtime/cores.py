@@ -172,6 +172,8 @@ class DeviceRunner:
       while len(self.jits) > self.max_jits:
         self.jits.popitem(last=False)
         self.evicted = True
+      if self.evicted:  # the dropped jit's buffers, free before the new one allocates (else the peak holds both)
+        free_cached_memory(self.device)
     else:
       self.jits.move_to_end(key)
     jit, slots = entry
