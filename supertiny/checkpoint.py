@@ -10,12 +10,12 @@ from pathlib import Path
 from typing import Any
 
 from tinygrad import Tensor
-from tinygrad.nn.state import get_state_dict, safe_load, safe_load_metadata, safe_save
+from tinygrad.nn.state import get_state_dict, safe_save
 
 from .data.images import atomic_output
 from .errors import SuperTinyError
 from .models import create_model
-from .models.weights import load_weights
+from .models.weights import load_weights, read_safetensors
 
 FORMAT = "supertiny-checkpoint-1"
 META_KEY = "supertiny"
@@ -37,21 +37,24 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, Any], dict[str, Tensor]
   path = Path(path)
   if not path.is_file():
     raise SuperTinyError(f"{path}: no such checkpoint file")
+  arrays, header = read_safetensors(path)
   try:
-    _, _, header = safe_load_metadata(str(path))
-    meta = json.loads(header.get("__metadata__", {}).get(META_KEY, "{}"))
-    tensors = safe_load(str(path))
-  except (ValueError, KeyError, OSError, json.JSONDecodeError) as exc:
-    raise SuperTinyError(f"{path}: not a readable safetensors checkpoint ({exc})") from exc
-  if meta.get("format") != FORMAT:
+    meta = json.loads(header.get(META_KEY, "{}"))
+  except json.JSONDecodeError as exc:
+    raise SuperTinyError(f"{path}: its '{META_KEY}' metadata is not JSON ({exc})") from None
+  if not isinstance(meta, dict) or meta.get("format") != FORMAT:
     raise SuperTinyError(f"{path}: not a SuperTiny checkpoint (no '{META_KEY}' metadata)")
-  return meta, tensors
+  return meta, {k: Tensor(v) for k, v in arrays.items()}
 
 
 def model_from_checkpoint(path: str | Path) -> tuple[Any, dict[str, Any]]:
   """Rebuild the model a checkpoint describes and load its weights; returns (model, metadata)."""
   meta, tensors = read_checkpoint(path)
-  model = create_model(meta["model"], scale=int(meta["scale"]), channels=meta["channels"], **meta.get("options", {}))
+  options = meta.get("options", {})
+  if not (isinstance(meta.get("model"), str) and type(meta.get("scale")) is int
+          and (meta.get("channels") is None or type(meta.get("channels")) is int) and isinstance(options, dict)):
+    raise SuperTinyError(f"{path}: its metadata does not name a model (model, scale, channels, options)")
+  model = create_model(meta["model"], scale=meta["scale"], channels=meta["channels"], **options)
   load_weights(model, {k: v.numpy() for k, v in section(tensors, "model").items()})
   return model, meta
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import warnings
 from collections.abc import Sequence
@@ -29,17 +30,35 @@ def _positive_int(text: str) -> int:
   return value
 
 
+def _channels(text: str) -> int:
+  """--channels, spelled the same in every command: y (= 1, luma) or rgb (= 3), or a band count."""
+  from .models.registry import CHANNEL_NAMES
+
+  if text.lower() in CHANNEL_NAMES:
+    return CHANNEL_NAMES[text.lower()]
+  try:
+    return _positive_int(text)
+  except argparse.ArgumentTypeError:
+    raise argparse.ArgumentTypeError(f"expected y, rgb or a channel count, got {text!r}") from None
+
+
 def _outputs(inputs: list[str], out: str) -> list[tuple[Path, Path]]:
   """(source, target) pairs: files and the images of folders; OUT is a file for a single input file whose name has
   an image suffix, else a folder where each output keeps its input's name."""
-  from .data.images import IMAGE_SUFFIXES, list_images
+  from .data.images import IMAGE_SUFFIXES, WRITABLE_SUFFIXES, list_images
 
   target = Path(out)
   sources: list[Path] = []
   for given in map(Path, inputs):
     sources.extend(list_images(given) if given.is_dir() else [given])
-  if len(inputs) == 1 and not Path(inputs[0]).is_dir() and target.suffix.lower() in IMAGE_SUFFIXES:
+  single = len(inputs) == 1 and not Path(inputs[0]).is_dir()
+  if single and target.suffix.lower() in IMAGE_SUFFIXES:
     return [(sources[0], target)]
+  if target.suffix and not target.is_dir():  # a file name where a folder is needed, or an unknown format
+    if single:
+      raise SuperTinyError(f"{target}: cannot write {target.suffix} files (writes "
+                           f"{', '.join(sorted(WRITABLE_SUFFIXES))}; a name without a suffix is a folder)")
+    raise SuperTinyError(f"{target}: {len(sources)} outputs need a folder, not a file name")
   names = [p.name for p in sources]
   twice = sorted({n for n in names if names.count(n) > 1})
   if twice:
@@ -53,8 +72,6 @@ _WORKER_MODEL = None  # the model of an `upscale --jobs` worker process, loaded 
 def _start_worker(model: str | None, scale: int | None, channels: int, weights: str | None,
                   device: str | None, cores: int) -> None:
   global _WORKER_MODEL
-  import os
-
   from .pretrained import load_model
 
   if device:
@@ -70,20 +87,28 @@ def _upscale_one(model, source: Path, target: Path, tile: int, overlap: int | No
   must not cost the others."""
   from .upscaling import upscale_file
 
-  return _outcome(lambda: upscale_file(model, source, target, tile, overlap, overwrite, progress), target)
+  return _outcome(lambda: upscale_file(model, source, target, tile, overlap, overwrite, progress), source, target)
 
 
-def _outcome(work, target: Path) -> tuple[tuple[int, ...], str] | str:
+def _outcome(work, source: Path, target: Path) -> tuple[tuple[int, ...], str] | str:
   """(shape, dtype) of the raster `work()` returns, or its one-line error."""
   try:
     result = work()
-  except (SuperTinyError, OSError) as exc:
-    return _message(exc, target)
+  except Exception as exc:  # noqa: BLE001 (any one file's failure, a decoder's or memory, must not stop the batch)
+    return _message(exc, source, target)
   return result.pixels.shape, str(result.pixels.dtype)
 
 
-def _message(exc: Exception, target: Path) -> str:
-  return str(exc) if isinstance(exc, SuperTinyError) else f"{target}: {getattr(exc, 'strerror', None) or exc}"
+def _message(exc: Exception, source: Path, target: Path) -> str:
+  """One line for one file's failure, naming the file."""
+  if isinstance(exc, SuperTinyError):
+    return str(exc)
+  if isinstance(exc, OSError):
+    return f"{exc.filename or target}: {exc.strerror or exc}"
+  if isinstance(exc, MemoryError):
+    return f"{source}: out of memory (try a smaller --tile, fewer --jobs or a lower --max-pixels)"
+  reason = str(exc).splitlines()[0] if str(exc) else ""
+  return f"{source}: failed ({type(exc).__name__}{': ' + reason if reason else ''})"
 
 
 def _written(target: Path, result):
@@ -156,10 +181,11 @@ def cmd_upscale(args: argparse.Namespace) -> int:
 
           try:
             result = upscale_source(model, source, target, args.tile, args.tile_overlap, args.overwrite, on_tile)
-          except (SuperTinyError, OSError) as exc:
-            pending.append((source, target, _message(exc, target)))
+          except Exception as exc:  # noqa: BLE001 (one line per failed file; the batch goes on)
+            pending.append((source, target, _message(exc, source, target)))
           else:
-            pending.append((source, target, pool.submit(_outcome, lambda t=target, r=result: _written(t, r), target)))
+            pending.append((source, target, pool.submit(_outcome, lambda t=target, r=result: _written(t, r), source,
+                                                        target)))
         while len(pending) > writers or (pending and isinstance(pending[0][2], str)):
           yield _settled(pending.popleft())
       while pending:
@@ -204,7 +230,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if given is not None:
       values[key] = given
   if args.channels is not None:
-    values["channels"] = {"y": 1, "rgb": 3}[args.channels]
+    values["channels"] = args.channels
   if args.devices is not None:
     values["devices"] = _device_list(args.devices)
   if args.no_cache:
@@ -341,6 +367,12 @@ def cmd_export(args: argparse.Namespace) -> int:
   return 0
 
 
+def _image_limit(parser: argparse.ArgumentParser) -> None:
+  parser.add_argument("--max-pixels", dest="max_pixels", type=float, metavar="N",
+                      help="refuse image files whose header declares more pixels (checked before decoding) "
+                           "[$SUPERTINY_MAX_PIXELS or 1.07e9, about a gigapixel]")
+
+
 def build_parser() -> argparse.ArgumentParser:
   parser = argparse.ArgumentParser(prog="supertiny", description="Super-resolution in tinygrad.")
   parser.add_argument("--version", action="version", version=f"supertiny {__version__}")
@@ -354,13 +386,14 @@ def build_parser() -> argparse.ArgumentParser:
   ev.add_argument("--model", default="bicubic", help="model name (see `supertiny zoo`) or checkpoint file [bicubic]")
   ev.add_argument("--scale", type=_positive_int, required=True, help="upscaling factor")
   ev.add_argument("--weights", metavar="FILE", help="weights for a learned model (.pth/.pt state dict, .safetensors)")
-  ev.add_argument("--channels", type=int, choices=(1, 3), default=3, help="learned models: 1 = Y, 3 = RGB [3]")
+  ev.add_argument("--channels", type=_channels, default=3, help="learned models: y (or 1) or rgb (or 3) [rgb]")
   ev.add_argument("--lr-dir", dest="lr_dirs", action="append", metavar="LR_DIR",
                   help="folder of given LR images matched to DIR by file name (once per DIR)")
   ev.add_argument("--lr", dest="old_lr_dirs", action="append", help=argparse.SUPPRESS)  # deprecated: --lr-dir
   ev.add_argument("--space", choices=("y", "rgb"), default="y", help="score on Y (the literature) or RGB [y]")
   ev.add_argument("--per-image", action="store_true", help="also report every image")
   ev.add_argument("--json", action="store_true", help="print one JSON document instead of tables")
+  _image_limit(ev)
   ev.set_defaults(run=cmd_eval)
 
   demo = sub.add_parser("demo", help="degrade the bundled sample image, upscale it and report PSNR/SSIM")
@@ -368,7 +401,7 @@ def build_parser() -> argparse.ArgumentParser:
   demo.add_argument("--model", help="model name or checkpoint [the best shipped model for the scale]")
   demo.add_argument("--scale", type=_positive_int, default=4, help="upscaling factor [4]")
   demo.add_argument("--weights", metavar="FILE", help="weights for a learned model")
-  demo.add_argument("--channels", type=int, choices=(1, 3), default=3, help="learned models: 1 = Y, 3 = RGB [3]")
+  demo.add_argument("--channels", type=_channels, default=3, help="learned models: y (or 1) or rgb (or 3) [rgb]")
   demo.add_argument("-o", "--output", default="supertiny-demo", help="output folder [supertiny-demo]")
   demo.set_defaults(run=cmd_demo)
 
@@ -382,8 +415,8 @@ def build_parser() -> argparse.ArgumentParser:
   up.add_argument("--model", help="model name or checkpoint file [the best shipped model for the scale]")
   up.add_argument("--scale", type=_positive_int, help="upscaling factor [the checkpoint's, else 4]")
   up.add_argument("--weights", metavar="FILE", help="weights for a learned zoo model")
-  up.add_argument("--channels", type=_positive_int, default=3,
-                  help="learned zoo models: 1 = Y, 3 = RGB, N = N-band images [3]")
+  up.add_argument("--channels", type=_channels, default=3,
+                  help="learned zoo models: y (or 1), rgb (or 3), N = N-band images [rgb]")
   up.add_argument("--tile", type=_positive_int, default=256, help="tile side in input pixels [256]")
   up.add_argument("--tile-overlap", dest="tile_overlap", type=int, metavar="O",
                   help="overlap of neighbouring tiles in input pixels [the model's receptive field; 32 if global]")
@@ -392,6 +425,7 @@ def build_parser() -> argparse.ArgumentParser:
   up.add_argument("--jobs", type=_positive_int, default=1,
                   help="files upscaled at once, each in a process with its own copy of the model (use up to the "
                        "number of cores on a CPU; each process takes about 0.5 GiB more) [1]")
+  _image_limit(up)
   up.set_defaults(run=cmd_upscale)
 
   cmp = sub.add_parser("compare", help="side-by-side figure of models on one image, with crops and PSNR/SSIM",
@@ -405,6 +439,7 @@ def build_parser() -> argparse.ArgumentParser:
   cmp.add_argument("--crop", type=_crop, metavar="X,Y,SIZE", help="crop in output pixels [the most detailed]")
   cmp.add_argument("-o", "--output", required=True, metavar="FIGURE", help="figure file (.png, .pdf, .svg)")
   cmp.add_argument("--overwrite", action="store_true")
+  _image_limit(cmp)
   cmp.set_defaults(run=cmd_compare)
 
   ex = sub.add_parser("export", help="copy a training checkpoint without its optimizer state (to share or ship)")
@@ -416,7 +451,7 @@ def build_parser() -> argparse.ArgumentParser:
   tr.add_argument("--config", help="TOML recipe (configs/*.toml); command-line options override it")
   tr.add_argument("--model", help="model name")
   tr.add_argument("--scale", type=_positive_int)
-  tr.add_argument("--channels", choices=("y", "rgb"), help="train on the Y channel or RGB [y]")
+  tr.add_argument("--channels", type=_channels, help="train on y (or 1) or rgb (or 3) [y]")
   tr.add_argument("--train", nargs="+", metavar="DIR", help="HR training folders (degraded on the fly)")
   tr.add_argument("--train-lr", dest="train_lr", metavar="DIR", help="given LR images for a single --train folder")
   tr.add_argument("--val", metavar="DIR", help="HR validation folder, scored by the eval protocol")
@@ -441,11 +476,12 @@ def build_parser() -> argparse.ArgumentParser:
                   help="do not keep degraded LR images on disk ($SUPERTINY_CACHE, ~/.cache/supertiny/degraded)")
   tr.add_argument("--out", required=True, metavar="RUN_DIR", help="run folder")
   tr.add_argument("--resume", action="store_true", help="continue the run in --out from last.safetensors")
+  _image_limit(tr)
   tr.set_defaults(run=cmd_train)
 
   zoo = sub.add_parser("zoo", help="list every model with its parameter count, receptive field and scales")
   zoo.add_argument("--scale", type=_positive_int, default=4, help="scale to size the models for [4]")
-  zoo.add_argument("--channels", type=int, choices=(1, 3), default=3, help="channels of learned models [3]")
+  zoo.add_argument("--channels", type=_channels, default=3, help="channels of learned models: y/1 or rgb/3 [rgb]")
   zoo.add_argument("--json", action="store_true", help="print one JSON document")
   zoo.set_defaults(run=cmd_zoo)
   return parser
@@ -454,6 +490,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
   args = build_parser().parse_args(argv)
   warnings.showwarning = _one_line_warnings
+  if getattr(args, "max_pixels", None) is not None:
+    os.environ["SUPERTINY_MAX_PIXELS"] = str(int(args.max_pixels))  # worker processes inherit it
   try:
     if getattr(args, "device", None):
       from tinygrad import Context

@@ -47,6 +47,9 @@ def load_model(name: str | None, scale: int | None = None, channels: int | None 
   elif name not in MODELS and (WEIGHTS / f"{name}.safetensors").is_file():
     name = str(WEIGHTS / f"{name}.safetensors")  # a shipped checkpoint by its short name, e.g. espcn_x3_y
   if _is_checkpoint(name):
+    if weights is not None:
+      raise SuperTinyError(f"{weights}: --weights goes with a zoo model name; {name} is a checkpoint with weights "
+                           "of its own")
     model, _ = model_from_checkpoint(name)
     if scale is not None and model.scale != scale:
       raise SuperTinyError(f"{name}: the checkpoint is for x{model.scale}, not x{scale}")

@@ -6,10 +6,12 @@ from __future__ import annotations
 import csv
 import math
 import signal
+import sys
 import threading
 import time
 import tomllib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -24,7 +26,7 @@ from .data.datasets import PatchSampler, load_hr_folders, load_paired_folders
 from .errors import SuperTinyError
 from .evaluate import evaluate_folder
 from .models import create_model
-from .models.registry import SRModel
+from .models.registry import CHANNEL_NAMES, SRModel
 from .models.weights import load_weights
 from .runtime.devices import open_device
 from .runtime.training import jitted_step, train_step
@@ -99,10 +101,18 @@ class TrainConfig:
     unknown = sorted(set(values) - known)
     if unknown:
       raise SuperTinyError(f"{source}: unknown setting(s) {', '.join(unknown)}")
-    try:
-      config = cls(**values)
-    except TypeError as exc:
-      raise SuperTinyError(f"{source}: {exc}") from exc
+    values = dict(values)
+    if isinstance(values.get("channels"), str) and values["channels"].lower() in CHANNEL_NAMES:
+      values["channels"] = CHANNEL_NAMES[values["channels"].lower()]
+    for name in ("train", "devices"):  # one folder or device written without the list
+      if isinstance(values.get(name), str):
+        values[name] = [values[name]]
+    types = {f.name: f.type for f in fields(cls)}
+    for key, value in values.items():
+      expected = types[key]
+      if not _has_type(value, expected):
+        raise SuperTinyError(f"{source}: {key} must be {_TYPE_WORDS[expected]}, got {value!r}")
+    config = cls(**values)
     config.check(source)
     return config
 
@@ -127,6 +137,29 @@ class TrainConfig:
       problems.append(f"batch {self.batch} does not split evenly over {len(self.devices)} devices")
     if problems:
       raise SuperTinyError(f"{source}: {'; '.join(problems)}")
+
+
+_TYPE_WORDS = {"str": "a string", "int": "an integer", "float": "a number", "bool": "true or false",
+               "list[str]": "a list of strings", "dict[str, Any]": "a table", "str | None": "a string",
+               "int | None": "an integer"}
+
+
+def _has_type(value: Any, annotation: str) -> bool:
+  """Whether a config value fits a TrainConfig field's annotation (TOML gives str, int, float, bool, list, dict)."""
+  if annotation.endswith(" | None") and value is None:
+    return True
+  kind = annotation.removesuffix(" | None")
+  if kind == "bool":
+    return isinstance(value, bool)
+  if kind == "int":
+    return isinstance(value, int) and not isinstance(value, bool)
+  if kind == "float":
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+  if kind == "str":
+    return isinstance(value, str)
+  if kind == "list[str]":
+    return isinstance(value, list) and all(isinstance(v, str) for v in value)
+  return isinstance(value, dict)
 
 
 def learning_rate(config: TrainConfig, step: int) -> float:
@@ -186,6 +219,24 @@ class Run:
     self.last, self.best = self.folder / "last.safetensors", self.folder / "best.safetensors"
     self.metrics = self.folder / "metrics.csv"
     self.board: Any = None
+
+  @contextmanager
+  def locked(self) -> Iterator[None]:
+    """Hold the folder's lock (an OS file lock, released when the process ends however it ends, so a killed run
+    can be resumed) and remove the temporary files a killed run left."""
+    self.folder.mkdir(parents=True, exist_ok=True)
+    handle = open(self.folder / ".lock", "a+")  # noqa: SIM115 (held open while the run writes)
+    try:
+      _lock(handle)
+    except OSError:
+      handle.close()
+      raise SuperTinyError(f"{self.folder}: another `supertiny train` is writing to this run folder") from None
+    try:
+      for stale in [*self.folder.glob(".*.tmp"), self.metrics.with_suffix(".tmp")]:
+        stale.unlink(missing_ok=True)
+      yield
+    finally:
+      handle.close()
 
   def open_board(self, resumed_at: int | None = None) -> None:
     """Start the TensorBoard event file; after a resume, events past the checkpoint's step are hidden (purged)."""
@@ -262,14 +313,19 @@ class Run:
 
 def train(config: TrainConfig, out: str | Path, resume: bool = False,
           report: Callable[[str], None] = print, progress: bool = True) -> dict[str, Any]:
-  """Run (or resume) training; returns {"step", "best_psnr", "best_ssim", "seconds"}."""
-  from tqdm import tqdm
-
-
+  """Run (or resume) training; returns {"step", "best_psnr", "best_ssim", "seconds"}. The run folder is locked
+  while it runs: a second run on it is refused."""
   run = Run(out)
   if run.last.exists() and not resume:
     raise SuperTinyError(f"{run.folder}: already holds a run (last.safetensors); pass --resume or choose another --out")
-  run.folder.mkdir(parents=True, exist_ok=True)
+  with run.locked():
+    return _train(config, run, resume, report, progress)
+
+
+def _train(config: TrainConfig, run: Run, resume: bool, report: Callable[[str], None], progress: bool
+           ) -> dict[str, Any]:
+  from tqdm import tqdm
+
 
   if config.train_lr is not None:
     if len(config.train) != 1:
@@ -369,6 +425,18 @@ def train(config: TrainConfig, out: str | Path, resume: bool = False,
   if not run.best.exists():
     save(run.best, done)  # no validation set: the last weights are the best we know
   return {"step": done, "best_psnr": best["psnr"], "best_ssim": best["ssim"], "seconds": time.time() - began}
+
+
+def _lock(handle: Any) -> None:
+  """An exclusive, non-blocking lock on an open file; OSError when another process holds it."""
+  if sys.platform == "win32":
+    import msvcrt
+
+    msvcrt.locking(handle.fileno(), msvcrt.LK_NBLCK, 1)
+  else:
+    import fcntl
+
+    fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
 
 
 def _in_main_thread() -> bool:

@@ -41,7 +41,8 @@ def upscale(image: Any, model: str | SRModel | None = None, scale: int | None = 
     raise SuperTinyError(f"expected an HxW or HxWxC image of unsigned integers or floats, got {array.dtype} "
                          f"{array.shape}")
   _check_size(array, "image")
-  out = upscale_tiled(model, array, tile, overlap)
+  out = upscale_raster(model, Raster(array if array.ndim == 3 else array[..., None], alpha=None), tile,
+                       overlap).pixels
   return out[..., 0] if array.ndim == 2 else out
 
 
@@ -70,19 +71,16 @@ def _check_size(array: np.ndarray, label: str) -> None:
 
 def upscale_raster(model: SRModel, raster: Raster, tile: int = 256, overlap: int | None = None,
                    progress: Callable[[int, int], None] | None = None) -> Raster:
-  """Upscale pixels and alpha, scale the georeferencing, keep nodata pixels nodata (and out of the model's way)."""
+  """Upscale pixels and alpha, scale the georeferencing, keep nodata pixels nodata (and out of the model's way).
+  Non-finite values (NaN, +-Inf) are nodata too: filled from their valid neighbours before the model, NaN again
+  (or the file's nodata value) in the pixels they map to, and nowhere else."""
   pixels = raster.pixels
   nodata = raster.tiff.nodata if raster.tiff is not None else None
-  invalid = np.isnan(pixels) if pixels.dtype.kind == "f" else np.zeros(pixels.shape, bool)
+  invalid = ~np.isfinite(pixels) if pixels.dtype.kind == "f" else np.zeros(pixels.shape, bool)
   if nodata is not None:
     invalid |= pixels == nodata
   if invalid.any():
-    # fill holes with each band's valid mean so they do not ring into their neighbours, then restore them
-    pixels = pixels.copy()
-    for b in range(pixels.shape[2]):
-      valid = pixels[..., b][~invalid[..., b]]
-      fill = valid.mean() if valid.size else 0.0
-      pixels[..., b][invalid[..., b]] = np.round(fill) if pixels.dtype.kind == "u" else fill
+    pixels = fill_invalid(pixels, invalid)
   out = upscale_tiled(model, pixels, tile, overlap, alpha=raster.alpha, progress=progress)
   if nodata is not None:
     # a valid pixel that comes out equal to nodata (a clipped overshoot, often 0) would read as a hole: nudge it
@@ -99,6 +97,34 @@ def upscale_raster(model: SRModel, raster: Raster, tile: int = 256, overlap: int
   return Raster(out, raster.alpha, tiff)
 
 
+def fill_invalid(pixels: np.ndarray, invalid: np.ndarray, rounds: int = 16) -> np.ndarray:
+  """A copy of `pixels` with invalid values replaced by the mean of their valid neighbours, growing inwards one
+  pixel per round (so holes do not ring into the pixels around them); what is left after `rounds` takes its
+  band's valid mean (0 for a band with none)."""
+  work = np.where(invalid, 0.0, pixels).astype(np.float64)
+  valid = ~invalid
+  for _ in range(rounds):
+    if valid.all():
+      break
+    padded_values = np.pad(work * valid, ((1, 1), (1, 1), (0, 0)))
+    padded_valid = np.pad(valid, ((1, 1), (1, 1), (0, 0))).astype(np.float64)
+    h, w = valid.shape[:2]
+    total = sum(padded_values[dy:dy + h, dx:dx + w] for dy in range(3) for dx in range(3))
+    count = sum(padded_valid[dy:dy + h, dx:dx + w] for dy in range(3) for dx in range(3))
+    grow = ~valid & (count > 0)
+    if not grow.any():
+      break
+    work[grow] = total[grow] / count[grow]
+    valid = valid | grow
+  for b in range(work.shape[2]):
+    if not valid[..., b].all():
+      known = work[..., b][valid[..., b]]
+      work[..., b][~valid[..., b]] = known.mean() if known.size else 0.0
+  if pixels.dtype.kind in "ui":
+    return np.round(work).astype(pixels.dtype)
+  return work.astype(pixels.dtype)
+
+
 def upscale_file(model: SRModel, source: Path, target: Path, tile: int = 256, overlap: int | None = None,
                  overwrite: bool = False, progress: Callable[[int, int], None] | None = None) -> Raster:
   """Read `source`, upscale it, write `target` (atomically) in the target's format."""
@@ -110,6 +136,8 @@ def upscale_file(model: SRModel, source: Path, target: Path, tile: int = 256, ov
 def upscale_source(model: SRModel, source: Path, target: Path, tile: int = 256, overlap: int | None = None,
                    overwrite: bool = False, progress: Callable[[int, int], None] | None = None) -> Raster:
   """The first half of upscale_file: check that `target` may be written, read `source` and upscale it."""
+  if target.exists() and target.resolve() == source.resolve():
+    raise SuperTinyError(f"{target}: is the input itself; write the output elsewhere")
   if target.exists() and not overwrite:
     raise SuperTinyError(f"{target}: already exists (pass --overwrite to replace it)")
   if target.suffix.lower() not in WRITABLE_SUFFIXES:

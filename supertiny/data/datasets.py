@@ -90,16 +90,22 @@ class PatchSampler:
     halt = threading.Event()
 
     def produce() -> None:
-      for step in range(start, stop):
-        if halt.is_set():
-          return
-        ready.put((step, *self.batch_at(step)))
+      try:
+        for step in range(start, stop):
+          if halt.is_set():
+            return
+          ready.put((step, *self.batch_at(step)))
+      except BaseException as exc:  # handed to the training loop, which would otherwise wait for it forever
+        ready.put(exc)
+        return
       ready.put(None)
 
     worker = threading.Thread(target=produce, daemon=True)
     worker.start()
     try:
       while (item := ready.get()) is not None:
+        if isinstance(item, BaseException):
+          raise item
         yield item
     finally:
       halt.set()

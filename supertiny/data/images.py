@@ -19,6 +19,7 @@ from PIL import Image, UnidentifiedImageError
 
 from ..errors import SuperTinyError
 
+DEFAULT_MAX_PIXELS = 1 << 30  # about a gigapixel: larger headers are refused before decoding (SUPERTINY_MAX_PIXELS)
 IMAGE_SUFFIXES = frozenset({".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pnm"})
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -41,6 +42,23 @@ def list_images(folder: str | Path) -> list[Path]:
   if not images:
     raise SuperTinyError(f"{folder}: no images found (looked for {', '.join(sorted(IMAGE_SUFFIXES))})")
   return images
+
+
+def max_pixels() -> int:
+  """The most pixels (width x height) an image file may declare: $SUPERTINY_MAX_PIXELS or DEFAULT_MAX_PIXELS."""
+  text = os.environ.get("SUPERTINY_MAX_PIXELS", "")
+  try:
+    return int(float(text)) if text else DEFAULT_MAX_PIXELS
+  except ValueError:
+    raise SuperTinyError(f"SUPERTINY_MAX_PIXELS={text!r} is not a number") from None
+
+
+def check_pixels(path: Path, width: int, height: int) -> None:
+  """Refuse an image whose header declares more pixels than max_pixels(), before anything is decoded."""
+  limit = max_pixels()
+  if width * height > limit:
+    raise SuperTinyError(f"{path}: {width}x{height} is {width * height / 1e6:.0f} megapixels, over the limit of "
+                         f"{limit / 1e6:.0f} (raise it with --max-pixels or SUPERTINY_MAX_PIXELS)")
 
 
 def read_image(path: str | Path) -> np.ndarray:
@@ -69,8 +87,27 @@ def read_image(path: str | Path) -> np.ndarray:
   return array
 
 
+@contextmanager
+def _pillow_limit() -> Iterator[None]:
+  """Pillow's own decompression-bomb limit set to ours while a file opens (its default, 179 megapixels, is
+  smaller), so that one check with one message decides."""
+  saved = Image.MAX_IMAGE_PIXELS
+  Image.MAX_IMAGE_PIXELS = max_pixels()
+  try:
+    with warnings.catch_warnings():
+      warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+      yield
+  finally:
+    Image.MAX_IMAGE_PIXELS = saved
+
+
 def _read_pillow(path: Path) -> np.ndarray:
-  with Image.open(path) as im:
+  with _pillow_limit():
+    im = Image.open(path)
+  with im:
+    check_pixels(path, *im.size)
+    if getattr(im, "n_frames", 1) > 1:
+      warnings.warn(f"{path}: has {im.n_frames} frames; only the first is used", stacklevel=3)
     im.load()  # decode now so truncated files fail here, naming the file
     mode = im.mode
     if mode == "P":
@@ -97,6 +134,8 @@ def _is_16bit_colour_png(path: Path) -> bool:
   with open(path, "rb") as f:
     head = f.read(29)
   # IHDR follows the signature: length, type, width, height, bit depth (byte 24), colour type (byte 25)
+  if head[:8] == _PNG_SIGNATURE and len(head) >= 26:
+    check_pixels(path, int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big"))
   return head[:8] == _PNG_SIGNATURE and len(head) >= 26 and head[24] == 16 and head[25] in (2, 4, 6)
 
 
@@ -115,7 +154,9 @@ def _read_tiff(path: Path) -> np.ndarray:
   import tifffile
 
   try:
-    array = tifffile.imread(path)
+    with tifffile.TiffFile(path) as tif:
+      check_tiff_pixels(path, tif)
+      array = tif.asarray()
   except (tifffile.TiffFileError, KeyError, IndexError) as exc:
     raise SuperTinyError(f"{path}: not a readable image ({exc})") from exc
   if array.dtype not in (np.uint8, np.uint16):
@@ -125,6 +166,14 @@ def _read_tiff(path: Path) -> np.ndarray:
   if array.ndim not in (2, 3):
     raise SuperTinyError(f"{path}: TIFF with shape {array.shape} is not a single image")
   return array
+
+
+def check_tiff_pixels(path: Path, tif) -> None:
+  """check_pixels for every page of an open tifffile.TiffFile, from its tags."""
+  if not tif.pages:
+    raise SuperTinyError(f"{path}: TIFF without images")
+  page = tif.pages[0]
+  check_pixels(path, int(page.imagewidth), int(page.imagelength) * max(1, int(getattr(page, "imagedepth", 1))))
 
 
 @contextmanager

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import SuperTinyError
-from .images import atomic_output, read_image, write_image
+from .images import atomic_output, check_tiff_pixels, read_image, write_image
 
 PIXEL_SCALE, TIEPOINT, TRANSFORMATION = 33550, 33922, 34264
 GEO_KEYS, GEO_DOUBLES, GEO_ASCII = 34735, 34736, 34737
@@ -49,7 +49,7 @@ class TiffLayout:
 @dataclass
 class Raster:
   pixels: np.ndarray
-  alpha: bool = False
+  alpha: bool | None = False  # whether the last band is alpha; None: guess (2- and 4-band images have alpha)
   tiff: TiffLayout | None = None
 
 
@@ -63,6 +63,7 @@ def read_raster(path: str | Path) -> Raster:
 
   try:
     with tifffile.TiffFile(path) as tif:
+      check_tiff_pixels(path, tif)
       page = tif.pages[0]
       pixels = page.asarray()
       layout = TiffLayout(

@@ -16,6 +16,8 @@ from tinygrad import Tensor
 
 from ..errors import SuperTinyError
 
+CHANNEL_NAMES = {"y": 1, "rgb": 3, "1": 1, "3": 3}  # the two spellings of a learned model's input channels
+
 
 class SRModel(Protocol):
   name: str

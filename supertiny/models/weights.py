@@ -7,6 +7,7 @@ needs (OrderedDict, tensor and parameter rebuilders, storage types); anything el
 
 from __future__ import annotations
 
+import json
 import pickle
 import zipfile
 from collections import OrderedDict
@@ -15,7 +16,7 @@ from typing import Any
 
 import numpy as np
 from tinygrad import Tensor
-from tinygrad.nn.state import get_state_dict, safe_load
+from tinygrad.nn.state import get_state_dict
 
 from ..errors import SuperTinyError
 
@@ -29,6 +30,10 @@ _DERIVED_SUFFIXES = ("relative_position_index", "attn_mask")
 _DERIVED_PREFIXES = ("sub_mean.", "add_mean.")
 _WRAPPER_KEYS = ("params_ema", "params", "state_dict", "model")
 _MAX_NESTING = 8  # wrappers around a state dict ({'params': ...}); a dict that holds itself would nest forever
+_MAX_HEADER = 16 << 20  # bytes of safetensors JSON header; the format itself caps it at 100 MB
+_SAFETENSORS_DTYPES = {"F64": np.float64, "F32": np.float32, "F16": np.float16, "BF16": "bfloat16", "I64": np.int64,
+                       "I32": np.int32, "I16": np.int16, "I8": np.int8, "U64": np.uint64, "U32": np.uint32,
+                       "U16": np.uint16, "U8": np.uint8, "BOOL": np.bool_}
 
 
 class _StorageType:
@@ -144,12 +149,15 @@ def _read_storage(archive: zipfile.ZipFile, member: str, nbytes: int, path: Path
   return np.frombuffer(raw, dtype=np.uint8)
 
 
-def _materialise(recipe: _TensorRecipe, raw: np.ndarray) -> np.ndarray:
-  dtype = recipe.storage[0]
+def _elements(raw: np.ndarray, dtype: Any) -> np.ndarray:
+  """Little-endian bytes as elements of `dtype`."""
   if dtype == "bfloat16":  # numpy has no bfloat16: widen the 16 stored bits into float32's top half
-    flat = (raw.view("<u2").astype(np.uint32) << 16).view(np.float32)
-  else:
-    flat = raw.view(np.dtype(dtype).newbyteorder("<"))
+    return (raw.view("<u2").astype(np.uint32) << 16).view(np.float32)
+  return raw.view(np.dtype(dtype).newbyteorder("<"))
+
+
+def _materialise(recipe: _TensorRecipe, raw: np.ndarray) -> np.ndarray:
+  flat = _elements(raw, recipe.storage[0])
   if not recipe.size:
     return np.array(flat[recipe.offset])
   if 0 in recipe.size:
@@ -157,6 +165,59 @@ def _materialise(recipe: _TensorRecipe, raw: np.ndarray) -> np.ndarray:
   view = np.lib.stride_tricks.as_strided(flat[recipe.offset:], recipe.size,
                                          tuple(s * flat.itemsize for s in recipe.stride), writeable=False)
   return np.array(view)
+
+
+def read_safetensors(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+  """(tensors, metadata) of a .safetensors file, its header checked against the file before any tensor is read:
+  a bounded header of valid JSON, known element types, shapes of non-negative integers, and byte ranges that lie
+  inside the data, match their shapes and do not overlap."""
+  path = Path(path)
+  if not path.is_file():
+    raise SuperTinyError(f"{path}: no such file")
+
+  def bad(reason: str) -> SuperTinyError:
+    return SuperTinyError(f"{path}: not a valid safetensors file ({reason})")
+
+  with open(path, "rb") as f:
+    size = path.stat().st_size
+    head = f.read(8)
+    if len(head) < 8:
+      raise bad("shorter than its 8-byte header length")
+    length = int.from_bytes(head, "little")
+    if length > min(_MAX_HEADER, size - 8):
+      raise bad(f"header of {length} bytes in a file of {size}")
+    try:
+      header = json.loads(f.read(length).decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+      raise bad(f"header is not JSON: {exc}") from None
+    if not isinstance(header, dict):
+      raise bad("header is not a JSON object")
+    metadata = header.pop("__metadata__", {})
+    if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
+      raise bad("__metadata__ is not a table of strings")
+    data_size, spans, tensors = size - 8 - length, [], {}
+    for name, entry in header.items():
+      if not (isinstance(entry, dict) and entry.get("dtype") in _SAFETENSORS_DTYPES
+              and isinstance(entry.get("shape"), list) and isinstance(entry.get("data_offsets"), list)
+              and len(entry["data_offsets"]) == 2 and len(entry["shape"]) <= 8
+              and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0
+                      for v in (*entry["shape"], *entry["data_offsets"]))):
+        raise bad(f"tensor {name!r} has an invalid entry")
+      dtype = _SAFETENSORS_DTYPES[entry["dtype"]]
+      begin, end = entry["data_offsets"]
+      need = int(np.prod(entry["shape"], dtype=object)) * _itemsize(dtype)
+      if not begin <= end <= data_size or end - begin != need:
+        raise bad(f"tensor {name!r} spans bytes {begin}..{end} of {data_size}, its shape needs {need}")
+      spans.append((begin, end, name, dtype, entry["shape"]))
+    spans.sort()
+    for (_, end, first, *_), (begin, _, second, *_) in zip(spans, spans[1:], strict=False):
+      if begin < end:
+        raise bad(f"tensors {first!r} and {second!r} overlap")
+    for begin, end, name, dtype, shape in spans:
+      f.seek(8 + length + begin)
+      raw = np.frombuffer(f.read(end - begin), dtype=np.uint8)
+      tensors[name] = _elements(raw, dtype).reshape(shape).copy()
+  return tensors, metadata
 
 
 def _unwrap(obj: Any, path: Path) -> dict:
@@ -195,7 +256,7 @@ def load_weights(model: Any, source: str | Path | dict[str, np.ndarray]) -> None
   if isinstance(source, dict):
     state = dict(source)
   elif Path(source).suffix == ".safetensors":
-    state = {k: v.numpy() for k, v in safe_load(str(source)).items()}
+    state, _ = read_safetensors(source)
   else:
     state = read_torch_state_dict(source)
   state = _normalise(state)
