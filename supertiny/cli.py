@@ -5,13 +5,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
+import threading
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
 from . import __version__
-from .errors import SuperTinyError
+from .errors import SuperTinyError, Terminated, raise_terminated
 
 SAMPLE = Path(__file__).parent / "samples" / "butterfly.png"
 
@@ -74,6 +76,11 @@ def _start_worker(model: str | None, scale: int | None, channels: int, weights: 
   global _WORKER_MODEL
   from .pretrained import load_model
 
+  from .runtime.internals import compile_in_process
+
+  compile_in_process()
+  signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group: the parent ends us
+  signal.signal(signal.SIGTERM, _worker_terminated)
   if device:
     os.environ["DEV"] = device  # this process has not opened a tinygrad device yet
   os.environ["SUPERTINY_CORES"] = str(cores)  # the jobs share the cores
@@ -124,9 +131,26 @@ def _settled(entry: tuple) -> tuple:
   return source, target, outcome if isinstance(outcome, str) else outcome.result()
 
 
+_WORKER_BUSY = False  # a worker is inside a file (its output may be half written)
+
+
+def _worker_terminated(signum: int, frame: object) -> None:
+  """SIGTERM in a worker: inside a file, unwind through its clean-up first; between files, just end."""
+  if _WORKER_BUSY:
+    raise Terminated
+  os._exit(143)
+
+
 def _upscale_in_worker(source: Path, target: Path, tile: int, overlap: int | None,
                        overwrite: bool) -> tuple[tuple[int, ...], str] | str:
-  return _upscale_one(_WORKER_MODEL, source, target, tile, overlap, overwrite)
+  global _WORKER_BUSY
+  _WORKER_BUSY = True
+  try:
+    return _upscale_one(_WORKER_MODEL, source, target, tile, overlap, overwrite)
+  except Terminated:
+    os._exit(143)  # the temporary output is removed; ending here keeps the pool from taking the next file
+  finally:
+    _WORKER_BUSY = False
 
 
 def _upscale_jobs(args: argparse.Namespace, model, pairs: list[tuple[Path, Path]]):
@@ -141,7 +165,8 @@ def _upscale_jobs(args: argparse.Namespace, model, pairs: list[tuple[Path, Path]
   jobs = min(args.jobs, len(pairs))
   context = multiprocessing.get_context("spawn")  # a fresh interpreter: no tinygrad state copied from this one
   init = (args.model, model.scale, args.channels, args.weights, args.device, max(1, len(core_devices()) // jobs))
-  with ProcessPoolExecutor(jobs, mp_context=context, initializer=_start_worker, initargs=init) as pool:
+  pool = ProcessPoolExecutor(jobs, mp_context=context, initializer=_start_worker, initargs=init)
+  try:
     futures = [(s, t, pool.submit(_upscale_in_worker, s, t, args.tile, args.tile_overlap, args.overwrite))
                for s, t in pairs]
     for source, target, future in futures:
@@ -150,6 +175,15 @@ def _upscale_jobs(args: argparse.Namespace, model, pairs: list[tuple[Path, Path]
       except BrokenProcessPool as exc:
         raise SuperTinyError(f"{source}: a worker process died ({exc}); out of memory? try fewer --jobs") from None
       yield source, target, outcome
+  except BaseException:
+    # interrupted (or stopped early): no file is started again, and the workers end now, not after their files
+    workers = list((getattr(pool, "_processes", None) or {}).values())  # shutdown forgets them
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in workers:
+      process.terminate()
+    raise
+  finally:
+    pool.shutdown(wait=True)
 
 
 def cmd_upscale(args: argparse.Namespace) -> int:
@@ -490,6 +524,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
   args = build_parser().parse_args(argv)
   warnings.showwarning = _one_line_warnings
+  if threading.current_thread() is threading.main_thread():
+    signal.signal(signal.SIGTERM, raise_terminated)
   if getattr(args, "max_pixels", None) is not None:
     os.environ["SUPERTINY_MAX_PIXELS"] = str(int(args.max_pixels))  # worker processes inherit it
   try:
@@ -505,6 +541,7 @@ def main(argv: Sequence[str] | None = None) -> int:
   except SuperTinyError as exc:
     print(f"supertiny: error: {exc}", file=sys.stderr)
     return 1
-  except KeyboardInterrupt:
-    print("supertiny: interrupted", file=sys.stderr)
-    return 130
+  except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (Terminated): temporary files are gone, workers ended
+    terminated = isinstance(exc, Terminated)
+    print(f"supertiny: {'terminated' if terminated else 'interrupted'}", file=sys.stderr)
+    return 143 if terminated else 130

@@ -3,3 +3,13 @@
 
 class SuperTinyError(Exception):
   """A problem with the user's input (a file, a folder, an option), described in one line naming the culprit."""
+
+
+class Terminated(KeyboardInterrupt):
+  """SIGTERM, raised in the main thread like Ctrl-C's KeyboardInterrupt so the same clean-up runs (temporary files
+  removed, a training run saved); the CLI then exits 143 instead of 130."""
+
+
+def raise_terminated(signum: int, frame: object) -> None:
+  """A SIGTERM handler: see Terminated."""
+  raise Terminated

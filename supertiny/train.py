@@ -23,7 +23,7 @@ from tinygrad.nn.optim import LAMB, Adam, AdamW, Optimizer
 from .checkpoint import read_checkpoint, save_checkpoint, section
 from .data.cache import cache_folder
 from .data.datasets import PatchSampler, load_hr_folders, load_paired_folders
-from .errors import SuperTinyError
+from .errors import SuperTinyError, Terminated
 from .evaluate import evaluate_folder
 from .models import create_model
 from .models.registry import CHANNEL_NAMES, SRModel
@@ -381,12 +381,13 @@ def _train(config: TrainConfig, run: Run, resume: bool, report: Callable[[str], 
   began, done = time.time(), start
   bar = tqdm(total=config.steps, initial=start, unit="step", disable=not progress, dynamic_ncols=True)
   # Ctrl-C only raises a flag, checked between steps, so the checkpoint never holds a half-applied update
-  stop = threading.Event()
-  previous = signal.signal(signal.SIGINT, lambda *_: stop.set()) if _in_main_thread() else None
+  stop: list[int] = []  # the signal that asked to stop
+  handlers = {sig: signal.signal(sig, lambda signum, _frame: stop.append(signum))
+              for sig in (signal.SIGINT, signal.SIGTERM)} if _in_main_thread() else {}
   try:
     for step, lr_batch, hr_batch in sampler.prefetch(start, config.steps):
-      if stop.is_set():
-        raise KeyboardInterrupt
+      if stop:
+        raise Terminated if stop[0] == signal.SIGTERM else KeyboardInterrupt
       rate = learning_rate(config, step)
       with training():
         loss = step_fn(lr_batch, hr_batch, rate)
@@ -418,8 +419,8 @@ def _train(config: TrainConfig, run: Run, resume: bool, report: Callable[[str], 
     raise
   finally:
     run.close_board()
-    if previous is not None:
-      signal.signal(signal.SIGINT, previous)
+    for sig, previous in handlers.items():
+      signal.signal(sig, previous)
   bar.close()
   run.plot()
   if not run.best.exists():

@@ -114,6 +114,15 @@ def input_slot(shape: tuple[int, ...], dtype: DType, device: str) -> Tensor:
   return Tensor.zeros(*shape, dtype=dtype, device=device).contiguous().realize()
 
 
+def compile_in_process() -> None:
+  """Lower and compile kernels in this process instead of tinygrad's pool of compiler processes: for processes
+  that are themselves one of several workers (a pool of pools multiplies processes, and a worker ended by a
+  signal would leave its pool's semaphores behind)."""
+  from tinygrad.helpers import PARALLEL
+
+  PARALLEL.value = 0
+
+
 def free_cached_memory(device: str) -> None:
   """Free the buffers tinygrad's allocator keeps for reuse on `device` (it keeps every freed buffer, by size, so
   a process that sees many sizes would otherwise only grow)."""

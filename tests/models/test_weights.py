@@ -168,3 +168,49 @@ def test_only_the_bytes_the_tensors_use_are_decompressed(tmp_path, monkeypatch):
 def test_a_missing_weights_file_is_named_as_missing(tmp_path):
   with pytest.raises(SuperTinyError, match="no such file"):
     read_torch_state_dict(tmp_path / "nothere.pth")
+
+
+def _safetensors(path, header: bytes, data: bytes = b"") -> None:
+  path.write_bytes(len(header).to_bytes(8, "little") + header + data)
+
+
+@pytest.mark.parametrize("case", ["truncated", "huge header", "not utf-8", "not json", "outside", "wrong size",
+                                  "overlap", "negative", "unknown dtype", "bad metadata"])
+def test_hostile_safetensors_are_refused_in_one_line(tmp_path, case, capsys):
+  from supertiny.models.weights import read_safetensors
+
+  path = tmp_path / "w.safetensors"
+  entry = {"dtype": "F32", "shape": [2, 2], "data_offsets": [0, 16]}
+  headers = {
+    "huge header": None, "not utf-8": b"\xff\xfe{}", "not json": b"{'a': 1}",
+    "outside": json.dumps({"a": {**entry, "data_offsets": [0, 1 << 40]}}).encode(),
+    "wrong size": json.dumps({"a": {**entry, "shape": [1 << 20, 1 << 20]}}).encode(),
+    "overlap": json.dumps({"a": entry, "b": {**entry, "data_offsets": [8, 24]}}).encode(),
+    "negative": json.dumps({"a": {**entry, "shape": [-2, -2]}}).encode(),
+    "unknown dtype": json.dumps({"a": {**entry, "dtype": "OBJ"}}).encode(),
+    "bad metadata": json.dumps({"__metadata__": {"k": 1}, "a": entry}).encode(),
+  }
+  if case == "truncated":
+    path.write_bytes(b"\x10\x00\x00")
+  elif case == "huge header":
+    path.write_bytes((1 << 62).to_bytes(8, "little") + b"{}")
+  else:
+    _safetensors(path, headers[case], bytes(32))
+  with pytest.raises(SuperTinyError, match="not a valid safetensors file"):
+    read_safetensors(path)
+  # the same file through the command line: one line, exit 1 (it was a traceback)
+  assert main(["upscale", "--model", str(path), str(path), "-o", str(tmp_path / "out.png")]) == 1
+  err = capsys.readouterr().err.strip().splitlines()
+  assert len(err) == 1 and str(path) in err[0]
+
+
+def test_valid_safetensors_read_like_tinygrad_writes_them(tmp_path):
+  from supertiny.models.weights import read_safetensors
+
+  tensors = {"a": Tensor([[1.5, -2.0]]), "b": Tensor([1, 2, 3], dtype="int32"), "c": Tensor([0.25], dtype="half")}
+  safe_save(tensors, str(tmp_path / "ok.safetensors"), metadata={"k": "v"})
+  arrays, meta = read_safetensors(tmp_path / "ok.safetensors")
+  assert meta == {"k": "v"}
+  for key, tensor in tensors.items():
+    np.testing.assert_array_equal(arrays[key], tensor.numpy())
+    assert arrays[key].dtype == tensor.numpy().dtype
