@@ -75,7 +75,6 @@ def _start_worker(model: str | None, scale: int | None, channels: int, weights: 
                   device: str | None, cores: int) -> None:
   global _WORKER_MODEL
   from .pretrained import load_model
-
   from .runtime.internals import compile_in_process
 
   compile_in_process()
