@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import signal
 import sys
@@ -523,6 +524,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
   args = build_parser().parse_args(argv)
   warnings.showwarning = _one_line_warnings
+  logging.getLogger("tifffile").setLevel(logging.CRITICAL)  # a damaged TIFF gets our one line, not its log too
   if threading.current_thread() is threading.main_thread():
     signal.signal(signal.SIGTERM, raise_terminated)
   if getattr(args, "max_pixels", None) is not None:

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from ..errors import SuperTinyError
 
@@ -77,9 +77,8 @@ def read_image(path: str | Path) -> np.ndarray:
       array = _read_pillow(path)
   except SuperTinyError:
     raise
-  except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError) as exc:
-    reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    raise SuperTinyError(f"{path}: not a readable image ({reason})") from exc
+  except Exception as exc:  # noqa: BLE001 (decoders of untrusted bytes fail in many ways: each is this file's)
+    raise SuperTinyError(f"{path}: not a readable image ({decode_failure(exc)})") from exc
   if array.ndim == 2:
     array = array[:, :, None]
   if array.shape[0] == 0 or array.shape[1] == 0:
@@ -99,6 +98,14 @@ def _pillow_limit() -> Iterator[None]:
       yield
   finally:
     Image.MAX_IMAGE_PIXELS = saved
+
+
+def decode_failure(exc: BaseException) -> str:
+  """The first line of a decoder's exception, for one-line messages."""
+  if isinstance(exc, MemoryError):
+    return "out of memory while decoding"
+  text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+  return text or type(exc).__name__
 
 
 def _read_pillow(path: Path) -> np.ndarray:
@@ -156,9 +163,11 @@ def _read_tiff(path: Path) -> np.ndarray:
   try:
     with tifffile.TiffFile(path) as tif:
       check_tiff_pixels(path, tif)
-      array = tif.asarray()
-  except (tifffile.TiffFileError, KeyError, IndexError) as exc:
-    raise SuperTinyError(f"{path}: not a readable image ({exc})") from exc
+      array = tif.pages[0].asarray()  # the first image only: a damaged page chain can be endless
+  except SuperTinyError:
+    raise
+  except Exception as exc:  # noqa: BLE001 (see read_image)
+    raise SuperTinyError(f"{path}: not a readable image ({decode_failure(exc)})") from exc
   if array.dtype not in (np.uint8, np.uint16):
     raise SuperTinyError(f"{path}: {array.dtype} TIFFs are not supported (8- or 16-bit unsigned only)")
   if array.ndim == 3 and array.shape[0] < array.shape[2] and array.shape[0] <= 16:
@@ -170,9 +179,10 @@ def _read_tiff(path: Path) -> np.ndarray:
 
 def check_tiff_pixels(path: Path, tif) -> None:
   """check_pixels for every page of an open tifffile.TiffFile, from its tags."""
-  if not tif.pages:
-    raise SuperTinyError(f"{path}: TIFF without images")
-  page = tif.pages[0]
+  try:
+    page = tif.pages[0]  # not len(tif.pages): that walks the whole page chain, which a damaged file makes endless
+  except IndexError:
+    raise SuperTinyError(f"{path}: TIFF without images") from None
   check_pixels(path, int(page.imagewidth), int(page.imagelength) * max(1, int(getattr(page, "imagedepth", 1))))
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import SuperTinyError
-from .images import atomic_output, check_tiff_pixels, read_image, write_image
+from .images import atomic_output, check_tiff_pixels, decode_failure, read_image, write_image
 
 PIXEL_SCALE, TIEPOINT, TRANSFORMATION = 33550, 33922, 34264
 GEO_KEYS, GEO_DOUBLES, GEO_ASCII = 34735, 34736, 34737
@@ -73,8 +73,10 @@ def read_raster(path: str | Path) -> Raster:
         compression=None if page.compression == 1 else "zlib",
         tags={t.code: (int(t.dtype), int(t.count), t.value) for t in page.tags.values() if t.code in KEPT_TAGS})
       separate = page.planarconfig == 2 and page.samplesperpixel > 1
-  except (tifffile.TiffFileError, KeyError, IndexError, ValueError, OSError) as exc:
-    raise SuperTinyError(f"{path}: not a readable image ({exc})") from exc
+  except SuperTinyError:
+    raise
+  except Exception as exc:  # noqa: BLE001 (decoders of untrusted bytes fail in many ways: each is this file's)
+    raise SuperTinyError(f"{path}: not a readable image ({decode_failure(exc)})") from exc
   if pixels.dtype not in (np.uint8, np.uint16, np.float32, np.float64):
     raise SuperTinyError(f"{path}: {pixels.dtype} TIFFs are not supported (8/16-bit unsigned or 32/64-bit float)")
   if separate:

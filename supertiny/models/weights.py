@@ -7,8 +7,10 @@ needs (OrderedDict, tensor and parameter rebuilders, storage types); anything el
 
 from __future__ import annotations
 
+import io
 import json
 import pickle
+import pickletools
 import zipfile
 from collections import OrderedDict
 from pathlib import Path
@@ -30,6 +32,9 @@ _DERIVED_SUFFIXES = ("relative_position_index", "attn_mask")
 _DERIVED_PREFIXES = ("sub_mean.", "add_mean.")
 _WRAPPER_KEYS = ("params_ema", "params", "state_dict", "model")
 _MAX_NESTING = 8  # wrappers around a state dict ({'params': ...}); a dict that holds itself would nest forever
+_MAX_ELEMENTS = 1 << 28  # values in one file (1 GiB of float32): a bound on memory whatever the shapes claim
+_MAX_PICKLE = 16 << 20  # bytes of data.pkl; it describes tensors, their data is stored beside it
+_MAX_MEMO = 1 << 20  # pickle memo slots
 _MAX_HEADER = 16 << 20  # bytes of safetensors JSON header; the format itself caps it at 100 MB
 _SAFETENSORS_DTYPES = {"F64": np.float64, "F32": np.float32, "F16": np.float16, "BF16": "bfloat16", "I64": np.int64,
                        "I32": np.int32, "I16": np.int16, "I8": np.int8, "U64": np.uint64, "U32": np.uint32,
@@ -84,24 +89,40 @@ def read_torch_state_dict(path: str | Path) -> dict[str, np.ndarray]:
   path = Path(path)
   if not path.is_file():
     raise SuperTinyError(f"{path}: no such file")
-  if not zipfile.is_zipfile(path):
-    raise SuperTinyError(f"{path}: not a PyTorch zip checkpoint (re-save it with torch.save in PyTorch >= 1.6)")
+  try:
+    if not zipfile.is_zipfile(path):
+      raise SuperTinyError(f"{path}: not a PyTorch zip checkpoint (re-save it with torch.save in PyTorch >= 1.6)")
+    return _read_archive(path)
+  except SuperTinyError:
+    raise
+  except Exception as exc:  # noqa: BLE001 (a damaged archive or pickle fails in many ways: each is this file's)
+    reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    raise SuperTinyError(f"{path}: unreadable checkpoint ({reason})") from None
+
+
+def _read_archive(path: Path) -> dict[str, np.ndarray]:
   with zipfile.ZipFile(path) as archive:
     names = archive.namelist()
     pickles = [n for n in names if n.endswith("/data.pkl") or n == "data.pkl"]
     if not pickles:
       raise SuperTinyError(f"{path}: no data.pkl in the archive; not a PyTorch checkpoint")
     root = pickles[0][: -len("data.pkl")]
-    with archive.open(pickles[0]) as f:
-      try:
-        obj = _RestrictedUnpickler(f, str(path)).load()
-      except (pickle.UnpicklingError, EOFError, AttributeError, ValueError, TypeError, IndexError) as exc:
-        raise SuperTinyError(f"{path}: unreadable checkpoint ({exc})") from exc
+    if archive.getinfo(pickles[0]).file_size > _MAX_PICKLE:  # zipfile stops at the declared size
+      raise SuperTinyError(f"{path}: data.pkl declares {archive.getinfo(pickles[0]).file_size} bytes; a state "
+                           f"dict's takes a few kilobytes (at most {_MAX_PICKLE} read)")
+    data = archive.read(pickles[0])
+    _check_opcodes(data, path)
+    obj = _RestrictedUnpickler(io.BytesIO(data), str(path)).load()
     recipes = _flatten(_unwrap(obj, path))
     # every tensor checked against its storage before any byte is read: offsets, sizes and strides come from the
     # file, and numpy's strided views trust them (a stride past the data reads other memory)
     needed: dict[str, tuple[Any, int]] = {}  # storage key -> (element type, elements the tensors reach)
+    total = 0
     for name, recipe in recipes.items():
+      recipe.storage = _stored(archive, root, recipe.storage)
+      total += _elements_of(recipe)
+      if total > _MAX_ELEMENTS:
+        raise SuperTinyError(f"{path}: its tensors hold over {_MAX_ELEMENTS:,} values; no zoo model needs that many")
       dtype, key, _count = recipe.storage
       if key in needed and needed[key][0] != dtype:
         raise SuperTinyError(f"{path}: storage {key} is read as two element types")
@@ -109,6 +130,29 @@ def read_torch_state_dict(path: str | Path) -> dict[str, np.ndarray]:
     storages = {key: _read_storage(archive, f"{root}data/{key}", count * _itemsize(dtype), path)
                 for key, (dtype, count) in needed.items()}
     return {name: _materialise(recipe, storages[recipe.storage[1]]) for name, recipe in recipes.items()}
+
+
+def _check_opcodes(data: bytes, path: Path) -> None:
+  """Walk the pickle's opcodes without running them: a memo slot far past what a state dict uses (LONG_BINPUT
+  1_000_000_000) makes Python's unpickler allocate a table of that many entries."""
+  for opcode, arg, _pos in pickletools.genops(data):
+    if opcode.name in ("PUT", "BINPUT", "LONG_BINPUT") and int(arg) > _MAX_MEMO:
+      raise SuperTinyError(f"{path}: data.pkl stores into memo slot {arg} (a state dict needs a few thousand)")
+
+
+def _stored(archive: zipfile.ZipFile, root: str, storage: tuple[Any, str, int]) -> tuple[Any, str, int]:
+  """A storage reference with its element count cut to what its file in the archive holds: the count in the
+  pickle is only a claim."""
+  dtype, key, count = storage
+  try:
+    available = archive.getinfo(f"{root}data/{key}").file_size // _itemsize(dtype)
+  except KeyError:
+    available = 0
+  return dtype, key, min(count, available)
+
+
+def _elements_of(recipe: _TensorRecipe) -> int:
+  return int(np.prod(recipe.size, dtype=object)) if all(isinstance(n, int) for n in recipe.size) else 0
 
 
 def _extent(recipe: _TensorRecipe, path: Path, name: str) -> int:
