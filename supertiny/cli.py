@@ -258,8 +258,8 @@ def cmd_train(args: argparse.Namespace) -> int:
   if args.old_lr is not None:
     warnings.warn("`train --lr` is deprecated and will be removed: use --learning-rate", FutureWarning, stacklevel=1)
     args.lr = args.lr if args.lr is not None else args.old_lr
-  for key in ("model", "scale", "train", "train_lr", "val", "steps", "batch", "patch", "lr", "loss", "optimizer",
-              "schedule", "warmup", "clip", "seed", "val_every", "save_every", "cores"):
+  for key in ("model", "scale", "train", "train_lr", "val", "val_last", "steps", "batch", "patch", "lr", "loss",
+              "optimizer", "schedule", "warmup", "clip", "seed", "val_every", "save_every", "cores"):
     given = getattr(args, key)
     if given is not None:
       values[key] = given
@@ -489,6 +489,8 @@ def build_parser() -> argparse.ArgumentParser:
   tr.add_argument("--train", nargs="+", metavar="DIR", help="HR training folders (degraded on the fly)")
   tr.add_argument("--train-lr", dest="train_lr", metavar="DIR", help="given LR images for a single --train folder")
   tr.add_argument("--val", metavar="DIR", help="HR validation folder, scored by the eval protocol")
+  tr.add_argument("--val-last", dest="val_last", type=int, metavar="N",
+                  help="validate on the last N images of --val only, and train without them [0 = all]")
   tr.add_argument("--steps", type=_positive_int)
   tr.add_argument("--batch", type=_positive_int)
   tr.add_argument("--patch", type=_positive_int, help="LR patch side")

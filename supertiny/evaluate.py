@@ -53,10 +53,11 @@ def _whole_if_global(model: SRModel, lr: np.ndarray) -> int:
 
 
 def evaluate_folder(model: SRModel, folder: str | Path, scale: int, lr_folder: str | Path | None = None,
-                    space: str = "y", progress: Callable[[str], None] | None = None) -> DatasetScore:
-  """Score `model` on every image of an HR folder (the dataset is named after the folder)."""
+                    space: str = "y", progress: Callable[[str], None] | None = None, last: int = 0) -> DatasetScore:
+  """Score `model` on every image of an HR folder (the dataset is named after the folder), or on its `last`
+  images by name (a held-back validation part)."""
   folder = Path(folder)
-  hr_files = list_images(folder)
+  hr_files = list_images(folder)[-last:] if last else list_images(folder)
   lr_files = match_lr_files(hr_files, lr_folder) if lr_folder is not None else {}
   result = DatasetScore(folder.resolve().name)
   for path in hr_files:

@@ -17,12 +17,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tinygrad import Context, Tensor
+from tinygrad import Context, Device, Tensor
 from tinygrad.nn.optim import LAMB, Adam, AdamW, Optimizer
 
 from .checkpoint import read_checkpoint, save_checkpoint, section
 from .data.cache import cache_folder
 from .data.datasets import PatchSampler, load_hr_folders, load_paired_folders
+from .data.images import list_images
 from .errors import SuperTinyError, Terminated
 from .evaluate import evaluate_folder
 from .models import create_model
@@ -74,6 +75,8 @@ class TrainConfig:
   options: dict[str, Any] = field(default_factory=dict)
   train_lr: str | None = None   # folder of given LR images for a single `train` HR folder (paired mode)
   val: str | None = None
+  val_last: int = 0             # validate on the last N images (by name) of `val` only; 0 = all. A training folder
+                                # that holds them leaves them out: a held-back part of the training data
   steps: int = 2000
   batch: int = 16
   patch: int = 17               # LR patch side
@@ -129,6 +132,8 @@ class TrainConfig:
     for name in ("steps", "batch", "patch", "val_every", "save_every", "scale"):
       if getattr(self, name) < 1:
         problems.append(f"{name} must be at least 1")
+    if self.val_last < 0 or (self.val_last and self.val is None):
+      problems.append("val_last must be a count of images of `val` (0 = all)")
     if self.lr <= 0:
       problems.append("lr must be positive")
     if self.cores is not None and self.cores < 1:
@@ -332,17 +337,18 @@ def _train(config: TrainConfig, run: Run, resume: bool, report: Callable[[str], 
       raise SuperTinyError("paired training (train_lr) takes exactly one HR folder in train")
     pairs = load_paired_folders(config.train_lr, config.train[0], config.scale, config.channels)
   else:
-    pairs = load_hr_folders(config.train, config.scale, config.channels, cache_folder() if config.cache else None)
+    pairs = load_hr_folders(config.train, config.scale, config.channels, cache_folder() if config.cache else None,
+                            exclude=held_out(config))
   sampler = PatchSampler(pairs, config.scale, config.patch, config.batch, config.seed, config.augment)
 
   devices = resolve_devices(config.devices)
   Tensor.manual_seed(config.seed)
   model = create_model(config.model, scale=config.scale, channels=config.channels, **config.options)
-  start, best, checkpoint = 0, {"psnr": -math.inf, "ssim": 0.0}, None
+  start, best, checkpoint, spent = 0, {"psnr": -math.inf, "ssim": 0.0}, None, 0.0
   if resume and run.last.exists():
     meta, checkpoint = read_checkpoint(run.last)
     load_weights(model, {k: v.numpy() for k, v in section(checkpoint, "model").items()})
-    start = int(meta["step"])
+    start, spent = int(meta["step"]), float(meta.get("seconds", 0.0))
     best = meta.get("best", best)
     run.keep_rows_before(start)
     report(f"resumed {run.last} at step {start}")
@@ -358,7 +364,8 @@ def _train(config: TrainConfig, run: Run, resume: bool, report: Callable[[str], 
   run.open_board(start if checkpoint is not None else None)
 
   step_fn = train_step(model, optimizer, LOSSES[config.loss], config.batch, devices, config.cores, config.clip)
-  meta_base = {"options": config.options, "config": asdict(config)}
+  meta_base = {"options": config.options, "config": asdict(config), "device": _device_words(devices, config.cores),
+               "commit": _commit()}
 
   def save(path: Path, step: int, val: dict | None = None) -> None:
     state = optimizer_state(optimizer)
@@ -368,14 +375,15 @@ def _train(config: TrainConfig, run: Run, resume: bool, report: Callable[[str], 
       kept = f"; the last good checkpoint {run.last} is kept" if run.last.exists() else ""
       raise SuperTinyError(f"weights or optimizer state became non-finite by step {step}: stopped{kept}. "
                            "Try a lower --lr or --clip 1")
-    save_checkpoint(path, model, {**meta_base, "step": step, "best": best, "val": val}, state)
+    save_checkpoint(path, model, {**meta_base, "step": step, "best": best, "val": val,
+                                  "seconds": round(spent + time.time() - began, 1)}, state)
     if run.board is not None:
       run.board.flush()  # the event file then holds every step the checkpoint does: a resume leaves no gap
 
   def validate(step: int) -> dict[str, float] | None:
     if config.val is None:
       return None
-    scores = evaluate_folder(model, config.val, config.scale)
+    scores = evaluate_folder(model, config.val, config.scale, last=config.val_last)
     return {"psnr": scores.psnr, "ssim": scores.ssim}
 
   began, done = time.time(), start
@@ -426,6 +434,37 @@ def _train(config: TrainConfig, run: Run, resume: bool, report: Callable[[str], 
   if not run.best.exists():
     save(run.best, done)  # no validation set: the last weights are the best we know
   return {"step": done, "best_psnr": best["psnr"], "best_ssim": best["ssim"], "seconds": time.time() - began}
+
+
+def held_out(config: TrainConfig) -> set[Path]:
+  """The validation images that training must not see (the last `val_last` of `val`), resolved."""
+  if config.val is None or not config.val_last:
+    return set()
+  return {p.resolve() for p in list_images(config.val)[-config.val_last:]}
+
+
+def _device_words(devices: tuple[str, ...], cores: int | None) -> str:
+  from .runtime.cores import core_devices
+
+  if devices:
+    return ", ".join(devices)
+  return f"{Device.DEFAULT} ({len(core_devices(cores))} cores)" if Device.DEFAULT == "CPU" else Device.DEFAULT
+
+
+def _commit() -> str:
+  """The git commit of the code that trains (with +dirty when it has changes), or "unknown" outside a checkout."""
+  import subprocess
+
+  root = Path(__file__).resolve().parent.parent
+  try:
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root, capture_output=True,
+                           text=True, timeout=10)
+  except (OSError, subprocess.SubprocessError):
+    return "unknown"
+  if head.returncode:
+    return "unknown"
+  return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
 
 
 def _lock(handle: Any) -> None:

@@ -1,7 +1,7 @@
 """Fuzzing every reader of untrusted files (issue #22): seeded mutations of valid .pth, .safetensors, PNG (8- and
-16-bit), JPEG and TIFF (integer and float) files (truncation, bit flips, huge numbers written over the bytes, bytes
-inserted or repeated; for .pth also inside the zipped pickle). Every case must end in a clean load or one
-SuperTinyError, within 5 s, and the whole run within 1 GiB more memory than it started with.
+16-bit), JPEG and TIFF (integer, float, a page per band) files (truncation, bit flips, huge numbers written over
+the bytes, bytes inserted or repeated; for .pth also inside the zipped pickle). Every case must end in a clean load
+or one SuperTinyError, within 5 s, and the whole run within 1 GiB more memory than it started with.
 
 The cases run in a fresh process (this file run as a script), so its peak memory is the readers' alone. A few
 hundred cases in the default suite; thousands with --slow.
@@ -46,6 +46,8 @@ def make_seeds(folder: Path) -> None:
   write_image(folder / "seed.jpg", rng.integers(0, 256, (16, 16, 3), dtype=np.uint8))
   tifffile.imwrite(folder / "seed.tif", rng.integers(0, 65536, (12, 10, 3), dtype=np.uint16), compression="zlib")
   tifffile.imwrite(folder / "seedf.tif", rng.random((12, 10), dtype=np.float32))
+  tifffile.imwrite(folder / "seedms.tif", rng.integers(0, 4096, (4, 12, 10), dtype=np.uint16),
+                   photometric="minisblack")  # a page per band
 
 
 def _readers():
@@ -54,7 +56,8 @@ def _readers():
   from supertiny.models.weights import read_safetensors, read_torch_state_dict
 
   return {"seed.pth": read_torch_state_dict, "seed.safetensors": read_safetensors, "seed8.png": read_image,
-          "seed16.png": read_image, "seed.jpg": read_image, "seed.tif": read_image, "seedf.tif": read_raster}
+          "seed16.png": read_image, "seed.jpg": read_image, "seed.tif": read_image, "seedf.tif": read_raster,
+          "seedms.tif": read_image}
 
 
 def mutate(data: bytes, rng: np.random.Generator) -> tuple[bytes, str]:

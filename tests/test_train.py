@@ -53,6 +53,8 @@ def test_checkpoint_rebuilds_the_model_and_scores(tmp_path, assets):
   meta, tensors = read_checkpoint(tmp_path / "run" / "best.safetensors")
   assert meta["model"] == "single-kernel" and meta["scale"] == 2 and meta["channels"] == 1
   assert meta["val"]["psnr"] == pytest.approx(summary["best_psnr"])
+  assert meta["seconds"] > 0 and meta["device"].startswith("CPU") and meta["config"]["steps"] == 8
+  assert len(meta["commit"].removesuffix("+dirty")) == 40 or meta["commit"] == "unknown"
   model, _ = model_from_checkpoint(tmp_path / "run" / "best.safetensors")
   np.testing.assert_array_equal(model.conv.weight.numpy(), tensors["model/conv.weight"].numpy())
   rows = (tmp_path / "run" / "metrics.csv").read_text().splitlines()
@@ -179,3 +181,22 @@ def test_devices_are_checked():
   with pytest.raises(SuperTinyError, match="not available"):
     resolve_devices(["NOSUCHBACKEND:0", "NOSUCHBACKEND:1"])
   assert resolve_devices(["CPU:0", "CPU:1"]) == ("CPU", "CPU:1") and resolve_devices(["CPU"]) == ()
+
+
+def test_validation_images_are_held_back_from_training(assets):
+  from supertiny.data.datasets import load_hr_folders
+  from supertiny.evaluate import evaluate_folder
+  from supertiny.models import create_model
+  from supertiny.train import held_out
+
+  folder = assets / "Set5"
+  config = TrainConfig.from_dict({"model": "bicubic", "scale": 2, "train": [str(folder)], "val": str(folder),
+                                  "val_last": 2})
+  held = held_out(config)
+  assert sorted(p.name for p in held) == ["head.png", "woman.png"]
+  trained_on = load_hr_folders(config.train, 2, 1, exclude=held)
+  assert sorted(p.name for p in trained_on) == ["baby", "bird", "butterfly"]
+  scored = evaluate_folder(create_model("bicubic", scale=2), folder, 2, last=2)
+  assert [s.name for s in scored.images] == ["head", "woman"]
+  with pytest.raises(SuperTinyError, match="val_last"):
+    TrainConfig.from_dict({"model": "bicubic", "scale": 2, "train": ["x"], "val_last": 2})

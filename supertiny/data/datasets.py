@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,10 +43,12 @@ def _load(hr_path: Path, scale: int, channels: int, lr_path: Path | None = None,
   return Pair(hr_path.stem, _to_channels(lr, channels), _to_channels(hr, channels))
 
 
-def load_hr_folders(folders: Sequence[str | Path], scale: int, channels: int, cache: Path | None = None) -> list[Pair]:
-  """Every image of the folders, modcropped and degraded with MATLAB bicubic: computed once per run, or once per
-  image and scale with a `cache` folder (data.cache)."""
-  return [_load(path, scale, channels, cache=cache) for folder in folders for path in list_images(folder)]
+def load_hr_folders(folders: Sequence[str | Path], scale: int, channels: int, cache: Path | None = None,
+                    exclude: Collection[Path] = ()) -> list[Pair]:
+  """Every image of the folders (but those in `exclude`, resolved paths), modcropped and degraded with MATLAB
+  bicubic: computed once per run, or once per image and scale with a `cache` folder (data.cache)."""
+  return [_load(path, scale, channels, cache=cache) for folder in folders for path in list_images(folder)
+          if path.resolve() not in exclude]
 
 
 def load_paired_folders(lr_folder: str | Path, hr_folder: str | Path, scale: int, channels: int) -> list[Pair]:

@@ -19,6 +19,7 @@ from PIL import Image
 
 from ..errors import SuperTinyError
 
+MAX_TIFF_PAGES = 64  # bands stored one per page
 DEFAULT_MAX_PIXELS = 1 << 30  # about a gigapixel: larger headers are refused before decoding (SUPERTINY_MAX_PIXELS)
 IMAGE_SUFFIXES = frozenset({".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pnm"})
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -163,7 +164,7 @@ def _read_tiff(path: Path) -> np.ndarray:
   try:
     with tifffile.TiffFile(path) as tif:
       check_tiff_pixels(path, tif)
-      array = tif.pages[0].asarray()  # the first image only: a damaged page chain can be endless
+      array = _tiff_planes(tif)
   except SuperTinyError:
     raise
   except Exception as exc:  # noqa: BLE001 (see read_image)
@@ -175,6 +176,23 @@ def _read_tiff(path: Path) -> np.ndarray:
   if array.ndim not in (2, 3):
     raise SuperTinyError(f"{path}: TIFF with shape {array.shape} is not a single image")
   return array
+
+
+def _tiff_planes(tif) -> np.ndarray:
+  """The first page, or the run of pages like it from the start (bands stored one per page, as multispectral
+  files do), at most MAX_TIFF_PAGES of them: pages are visited one by one, never the whole page chain, which a
+  damaged file makes endless."""
+  first = tif.pages[0]
+  planes = [first.asarray()]
+  for i in range(1, MAX_TIFF_PAGES):
+    try:
+      page = tif.pages[i]
+    except IndexError:
+      break
+    if page is None or page.shape != first.shape or page.dtype != first.dtype:
+      break
+    planes.append(page.asarray())
+  return planes[0] if len(planes) == 1 else np.stack(planes)
 
 
 def check_tiff_pixels(path: Path, tif) -> None:
