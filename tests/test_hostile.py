@@ -179,13 +179,13 @@ def _gone(pid: int) -> bool:
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
-@pytest.mark.parametrize("how", ["SIGTERM to the parent", "Ctrl-C to the process group"])
+@pytest.mark.parametrize("how", ["SIGTERM to the parent", "SIGINT to the parent", "Ctrl-C to the process group"])
 def test_signals_stop_the_batch_clean(tmp_path, how):
   process, out = _start_upscale(tmp_path, jobs=2)
   workers = _children(process.pid)
   began = time.time()
-  if how.startswith("SIGTERM"):
-    process.send_signal(signal.SIGTERM)
+  if how.endswith("to the parent"):
+    process.send_signal(signal.SIGTERM if how.startswith("SIGTERM") else signal.SIGINT)
   else:
     os.killpg(process.pid, signal.SIGINT)
   _, err = process.communicate(timeout=60)
