@@ -194,7 +194,9 @@ def test_signals_stop_the_batch_clean(tmp_path, how):
   assert "Traceback" not in err and err.strip().splitlines()[-1] in ("supertiny: terminated", "supertiny: interrupted")
   assert len(list(out.glob("*.png"))) < 40
   assert not [p.name for p in out.iterdir() if p.name.startswith(".")], "temporary files left"
-  time.sleep(1)
+  deadline = time.time() + 10
+  while time.time() < deadline and not all(_gone(pid) for pid in workers):
+    time.sleep(0.2)
   assert all(_gone(pid) for pid in workers), "worker processes left running"
 
 
