@@ -282,14 +282,17 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_zoo(args: argparse.Namespace) -> int:
   from .models import MODELS, create_model, parameter_count
+  from .pretrained import shipped_scores
 
+  weights = shipped_scores()
   rows = []
   for name, spec in MODELS.items():
     scale = args.scale if spec.scales is None or args.scale in spec.scales else spec.scales[0]
     model = create_model(name, scale=scale, channels=args.channels if spec.learned else None)
     rows.append({"name": name, "parameters": parameter_count(model), "receptive_field": model.receptive_field,
                  "scales": list(spec.scales) if spec.scales else "any", "learned": spec.learned,
-                 "channels": model.channels, "scale": scale, "summary": spec.summary})
+                 "channels": model.channels, "scale": scale, "summary": spec.summary,
+                 "weights": [w for w in weights if w["model"] == name]})
   rows.sort(key=lambda r: (r["learned"], r["parameters"]))
   if args.json:
     print(json.dumps(rows, indent=2))
@@ -301,6 +304,10 @@ def cmd_zoo(args: argparse.Namespace) -> int:
     print(f"{r['name']:<17} {r['parameters']:>10,} {rf:>10}  {scales:<10} {r['summary']}")
   print(f"\nparameters and receptive field at x{args.scale} (or the nearest supported scale), "
         f"{args.channels} channel(s) for learned models")
+  print(f"\n{'shipped weights':<17} {'scale':>5}  {'Set5 PSNR/SSIM':<16} {'Set14 PSNR/SSIM':<16} (Y; docs/results.md)")
+  for w in weights:
+    scored = [f"{w[s]['psnr']:.2f} / {w[s]['ssim']:.4f}" if s in w else "not scored" for s in ("Set5", "Set14")]
+    print(f"{w['name']:<17} {'x' + str(w['scale']):>5}  {scored[0]:<16} {scored[1]:<16}")
   return 0
 
 

@@ -3,6 +3,7 @@ default model for a scale (the best shipped one, else bicubic with a warning).""
 
 from __future__ import annotations
 
+import json
 import warnings
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,15 @@ def shipped() -> list[dict[str, Any]]:
     meta, _ = read_checkpoint(path)
     found.append({**meta, "path": str(path)})
   return found
+
+
+def shipped_scores() -> list[dict[str, Any]]:
+  """Each shipped checkpoint's name, model, scale and channels, with its Set5/Set14 Y PSNR/SSIM as measured by
+  benchmarks/results.py (supertiny/weights/scores.json; a file missing there has no scores)."""
+  scores_file = WEIGHTS / "scores.json"
+  scores = json.loads(scores_file.read_text()) if scores_file.is_file() else {}
+  return [{"name": Path(m["path"]).stem, "model": m["model"], "scale": int(m["scale"]), "channels": m["channels"],
+           **scores.get(Path(m["path"]).stem, {})} for m in shipped()]
 
 
 def default_model(scale: int) -> str:
