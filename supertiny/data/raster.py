@@ -67,7 +67,7 @@ def read_raster(path: str | Path) -> Raster:
       page = tif.pages[0]
       pixels = page.asarray()
       layout = TiffLayout(
-        photometric=page.photometric.name.lower(),
+        photometric=getattr(page.photometric, "name", "minisblack").lower(),  # an unknown value: gray
         planar="separate" if page.planarconfig == 2 else "contig",
         extrasamples=tuple(int(e) for e in page.extrasamples),
         compression=None if page.compression == 1 else "zlib",

@@ -144,7 +144,8 @@ class DeviceRunner:
 
   def __init__(self, model: Callable[[Tensor], Tensor], device: str, max_jits: int = 1):
     self.device, self.max_jits = device, max_jits
-    if Device.canonicalize(device) == Device.canonicalize(_device_of(model)):
+    home = model_device(model)
+    if isinstance(home, str) and Device.canonicalize(device) == Device.canonicalize(home):
       ref = weakref.ref(model)
       self.model: Callable[[], Callable[[Tensor], Tensor]] = lambda: ref()  # type: ignore[return-value,assignment]
     else:
@@ -188,9 +189,11 @@ class DeviceRunner:
                     np.ascontiguousarray(x, dtype=np.float32))
 
 
-def _device_of(model: object) -> str:
+def model_device(model: object) -> str | tuple[str, ...]:
+  """Where a model's weights live: a device name, the devices they are sharded over, or the default device for a
+  model without weights."""
   params = get_parameters(model)
-  return params[0].device if params and isinstance(params[0].device, str) else Device.DEFAULT
+  return params[0].device if params else Device.DEFAULT
 
 
 class CorePool:

@@ -8,15 +8,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 from tinygrad import Tensor, dtypes
 from tinygrad.dtype import DType
 from tinygrad.nn.state import get_parameters
 
 from ..errors import SuperTinyError
 from ..ops import rgb_to_ycbcr, upsample, ycbcr_to_rgb
+from .internals import from_numpy_dtype
 
-# numpy dtype name -> (tinygrad dtype, the value that maps to 1.0 for integers)
-STORED = {"uint8": (dtypes.uint8, 255.0), "uint16": (dtypes.uint16, 65535.0), "float32": (dtypes.float32, None)}
+
+def stored_type(stored: str) -> tuple[DType, float | None]:
+  """A stored numpy dtype's name -> (its tinygrad dtype, the value that maps to 1.0: the range's top for unsigned
+  integers, None for floats, which map by their bounds)."""
+  dtype = np.dtype(stored)
+  return from_numpy_dtype(dtype), float(np.iinfo(dtype).max) if dtype.kind == "u" else None
 
 
 @dataclass(frozen=True)
@@ -62,7 +68,7 @@ def tile_forward(model, tile: Tensor, bounds: Tensor, route: Route, dtype: DType
   """A stored HxWxC tile (uint8, uint16 or float32) -> the model's (sH)x(sW)xC output, stored as `route.final`
   says. `bounds` holds the float values that map
   to 0 and 1 (integers map by their type's range). The model computes in `dtype` (its weights')."""
-  top = STORED[route.stored][1]
+  stored, top = stored_type(route.stored)
   params = get_parameters(model)
   if params and isinstance(params[0].device, tuple):  # weights replicated over devices (data-parallel training)
     tile, bounds = tile.shard(params[0].device), bounds.shard(params[0].device)
@@ -74,4 +80,4 @@ def tile_forward(model, tile: Tensor, bounds: Tensor, route: Route, dtype: DType
     return out
   if top is None:
     return out * (bounds[1] - bounds[0]) + bounds[0]
-  return (out * top).round().cast(STORED[route.stored][0])
+  return (out * top).round().cast(stored)

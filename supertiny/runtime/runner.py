@@ -24,11 +24,10 @@ from dataclasses import dataclass
 
 import numpy as np
 from tinygrad import Device, Tensor
-from tinygrad.nn.state import get_parameters
 
 from ..errors import SuperTinyError
 from . import internals, replay
-from .cores import CorePool, DeviceRunner, core_devices
+from .cores import CorePool, DeviceRunner, core_devices, model_device
 from .pipeline import Route, tile_forward
 
 
@@ -111,8 +110,7 @@ def lanes(model, cores: int | None) -> tuple[str, ...]:
   compiled kernels. Where replays go through tinygrad (its internals unusable, SUPERTINY_REPLAY=tinygrad), whose
   device state is not for two threads at once, and off the CPU, one thread."""
   devices = core_devices(cores)
-  params = get_parameters(model)
-  home = params[0].device if params else Device.DEFAULT
+  home = model_device(model)
   if isinstance(home, tuple):  # sharded weights: tiles go in on the first device and are sharded in the jit
     return (Device.canonicalize(home[0]),)
   if len(devices) == 1 or not (internals.USABLE and replay.DIRECT):
