@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..errors import SuperTinyError
+from ..errors import SuperTinyError, first_line
 
 MAX_TIFF_PAGES = 64  # bands stored one per page
 DEFAULT_MAX_PIXELS = 1 << 30  # about a gigapixel: larger headers are refused before decoding (SUPERTINY_MAX_PIXELS)
@@ -103,10 +103,7 @@ def _pillow_limit() -> Iterator[None]:
 
 def decode_failure(exc: BaseException) -> str:
   """The first line of a decoder's exception, for one-line messages."""
-  if isinstance(exc, MemoryError):
-    return "out of memory while decoding"
-  text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-  return text or type(exc).__name__
+  return "out of memory while decoding" if isinstance(exc, MemoryError) else first_line(exc)
 
 
 def _read_pillow(path: Path) -> np.ndarray:

@@ -20,7 +20,7 @@ import numpy as np
 from tinygrad import Tensor
 from tinygrad.nn.state import get_state_dict
 
-from ..errors import SuperTinyError
+from ..errors import SuperTinyError, first_line
 
 _STORAGE_DTYPES = {
   "FloatStorage": np.float32, "DoubleStorage": np.float64, "HalfStorage": np.float16, "BFloat16Storage": "bfloat16",
@@ -96,8 +96,7 @@ def read_torch_state_dict(path: str | Path) -> dict[str, np.ndarray]:
   except SuperTinyError:
     raise
   except Exception as exc:  # noqa: BLE001 (a damaged archive or pickle fails in many ways: each is this file's)
-    reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    raise SuperTinyError(f"{path}: unreadable checkpoint ({reason})") from None
+    raise SuperTinyError(f"{path}: unreadable checkpoint ({first_line(exc)})") from None
 
 
 def _read_archive(path: Path) -> dict[str, np.ndarray]:
