@@ -160,6 +160,7 @@ def _upscale_jobs(args: argparse.Namespace, model, pairs: list[tuple[Path, Path]
   from concurrent.futures import ProcessPoolExecutor
   from concurrent.futures.process import BrokenProcessPool
 
+  from .data.images import remove_partial_outputs
   from .runtime.cores import core_devices
 
   jobs = min(args.jobs, len(pairs))
@@ -181,6 +182,10 @@ def _upscale_jobs(args: argparse.Namespace, model, pairs: list[tuple[Path, Path]
     pool.shutdown(wait=False, cancel_futures=True)
     for process in workers:
       process.terminate()
+    for process in workers:
+      process.join(10)
+    for _, target in pairs:  # a worker ended between creating its temporary output and guarding it
+      remove_partial_outputs(target)
     raise
   finally:
     pool.shutdown(wait=True)

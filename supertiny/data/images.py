@@ -7,7 +7,9 @@ tifffile reads TIFFs (16-bit, many bands).
 
 from __future__ import annotations
 
+import glob
 import os
+import re
 import tempfile
 import warnings
 from collections.abc import Iterator
@@ -214,6 +216,18 @@ def atomic_output(path: Path, suffix: str = ".tmp") -> Iterator[str]:
   except BaseException:
     Path(tmp).unlink(missing_ok=True)
     raise
+
+
+def remove_partial_outputs(path: Path) -> list[Path]:
+  """Remove the temporaries `atomic_output` left beside `path` (a process killed between creating one and entering
+  its clean-up leaves it); returns what was removed."""
+  pattern = re.compile(rf"\.{re.escape(path.name)}\.[a-z0-9_]{{8}}")  # mkstemp's prefix, then 8 random characters
+  removed = []
+  for candidate in path.parent.glob(f".{glob.escape(path.name)}.*") if path.parent.is_dir() else ():
+    if pattern.match(candidate.name):
+      candidate.unlink(missing_ok=True)
+      removed.append(candidate)
+  return removed
 
 
 def write_image(path: str | Path, array: np.ndarray) -> None:
