@@ -74,7 +74,7 @@ def test_runner_on_two_cores_equals_pytorch(tmp_path, shape):
   runners = runner.pool.runners
   assert all(len(r.jits) == 1 for r in runners)  # every tile of an image has the same shape: one jit a core
   if internals.USABLE:
-    assert len(runners) == 2 and all(jit.bound is not None for r in runners for jit, _ in r.jits.values())
+    assert len(runners) == 2 and all(jit.bound is not None for r in runners for jit, *_ in r.jits.values())
 
 
 def test_captures_stay_on_the_calling_thread(tmp_path):
@@ -180,4 +180,4 @@ def test_every_colour_route_replays_by_direct_calls_on_two_cores(assets):
     for _ in range(3):  # captured on the first call, replayed after
       np.testing.assert_array_equal(two(picture), one(picture))
     if internals.USABLE:
-      assert all(jit.bound is not None for lane in two.pool.runners for jit, _ in lane.jits.values())
+      assert all(jit.bound is not None for lane in two.pool.runners for jit, *_ in lane.jits.values())

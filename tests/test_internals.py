@@ -51,3 +51,24 @@ def test_forced_fallback_warns_once_and_gives_the_same_image(tmp_path):
   fast = supertiny.upscale(read_image(source)[:40, :50], model="espcn_x3_y")
   # tinygrad's own convolution sums in another order: float32 rounding may move a rare value by one level
   assert np.abs(fallback.astype(int) - fast).max() <= 1 and np.mean(fallback != fast) < 1e-3
+
+
+def test_heuristics_are_skipped_only_for_graphs_without_reductions_of_tinygrads():
+  from tinygrad import Tensor
+  from tinygrad.helpers import NOOPT
+  from tinygrad.nn.state import get_parameters
+
+  from supertiny.models import create_model
+
+  def noopt_inside(out: Tensor) -> int:
+    with internals.lowering_for(out):
+      return NOOPT.value
+
+  x = Tensor.rand(1, 1, 12, 12).realize()
+  espcn = create_model("espcn", scale=2, channels=1)
+  Tensor.realize(*get_parameters(espcn))
+  # ESPCN's reductions are its convolutions, SuperTiny's kernels with their own schedule: nothing left to optimize
+  assert noopt_inside(espcn(x)) == int(internals.USABLE)
+  assert noopt_inside(espcn(x).mean()) == 0  # a reduction tinygrad schedules keeps its hand-coded optimizations
+  assert noopt_inside((x @ x.reshape(12, 12)).relu()) == 0
+  assert NOOPT.value == 0

@@ -28,6 +28,7 @@ import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager
 from typing import TypeVar
 
 import numpy as np
@@ -37,7 +38,15 @@ from tinygrad.nn.state import get_parameters
 
 from ..errors import SuperTinyError
 from .devices import on_cpu
-from .internals import forget_compiled, free_cached_memory, from_numpy_dtype, host_array, input_slot, write_into
+from .internals import (
+  forget_compiled,
+  free_cached_memory,
+  from_numpy_dtype,
+  host_array,
+  input_slot,
+  lowering_for,
+  write_into,
+)
 from .replay import FastJit
 
 T = TypeVar("T")
@@ -152,7 +161,7 @@ class DeviceRunner:
       replica = replicate(model, device)
       self.model = lambda: replica  # type: ignore[assignment,return-value]
     self.dtype = next((p.dtype for p in get_parameters(model)), dtypes.float32)
-    self.jits: OrderedDict[Hashable, tuple[FastJit, list[Tensor]]] = OrderedDict()
+    self.jits: OrderedDict[Hashable, tuple[FastJit, list[Tensor], AbstractContextManager]] = OrderedDict()
     self.evicted = False  # a jit was dropped since the last `release`: its memory waits in tinygrad's caches
 
   def run(self, key: Hashable, fn: Callable[..., Tensor], *inputs: np.ndarray, copy: bool = True) -> np.ndarray:
@@ -168,7 +177,7 @@ class DeviceRunner:
       def forward(*tensors: Tensor) -> Tensor:
         return fn(model(), *tensors).contiguous().realize()
       slots = [input_slot(a.shape, from_numpy_dtype(a.dtype), self.device) for a in inputs]
-      entry = (FastJit(forward, capture_first=True), slots)
+      entry = (FastJit(forward, capture_first=True), slots, lowering_for(fn(model(), *slots)))
       self.jits[key] = entry
       while len(self.jits) > self.max_jits:
         self.jits.popitem(last=False)
@@ -177,10 +186,14 @@ class DeviceRunner:
         free_cached_memory(self.device)
     else:
       self.jits.move_to_end(key)
-    jit, slots = entry
+    jit, slots, lowering = entry
     if (jit.cnt < 2 or jit.bound is None) and getattr(_worker, "replay_only", False):
       raise Cold  # capturing, or replaying through tinygrad, whose device state is not for two threads at once
-    return host_array(jit(*(write_into(s, a) for s, a in zip(slots, inputs, strict=True))), copy=copy)
+    filled = [write_into(s, a) for s, a in zip(slots, inputs, strict=True)]
+    if jit.cnt < 2:
+      with lowering:
+        return host_array(jit(*filled), copy=copy)
+    return host_array(jit(*filled), copy=copy)
 
   def __call__(self, x: np.ndarray) -> np.ndarray:
     """The model's float32 output for a float32 NCHW batch (computed in the weights' dtype)."""

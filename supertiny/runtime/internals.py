@@ -11,6 +11,7 @@ only speed changes.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import gc
 import os
@@ -20,7 +21,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
-from tinygrad import Device, Tensor, TinyJit, dtypes
+from tinygrad import Context, Device, Tensor, TinyJit, dtypes
 from tinygrad.dtype import DType
 
 from .devices import on_cpu
@@ -121,6 +122,21 @@ def compile_in_process() -> None:
   from tinygrad.helpers import PARALLEL
 
   PARALLEL.value = 0
+
+
+def lowering_for(out: Tensor) -> contextlib.AbstractContextManager:
+  """The context to lower `out`'s kernels in: on the CPU, when `out` has no reduction of its own (its convolutions
+  are SuperTiny's kernels, which carry their own schedule), without tinygrad's hand-coded optimizations. For
+  elementwise kernels they only unroll, which costs lowering time on a first call and no speed here
+  (docs/performance.md, "First call")."""
+  if not USABLE or not isinstance(out.device, str) or not on_cpu(out.device):
+    return contextlib.nullcontext()
+  graph = out.uop.toposort()
+  own_schedule = {u for sink in graph if sink.op is Ops.SINK and isinstance(sink.arg, KernelInfo)
+                  and sink.arg.opts_to_apply is not None for u in sink.toposort()}
+  if any(u.op is Ops.REDUCE and u not in own_schedule for u in graph):
+    return contextlib.nullcontext()
+  return Context(NOOPT=1)
 
 
 def free_cached_memory(device: str) -> None:
