@@ -334,9 +334,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
     lr_folder = args.lr_dirs[i] if args.lr_dirs else None
     with tqdm(desc=Path(folder).name, unit="img", leave=False, disable=not sys.stderr.isatty()) as bar:
       results.append(evaluate_folder(model, folder, args.scale, lr_folder, args.space,
-                                     progress=lambda _name, bar=bar: bar.update()))
+                                     progress=lambda _name, bar=bar: bar.update(), metric=args.metric,
+                                     window=args.shift_window))
   if args.json:
-    doc = {"model": args.model, "scale": args.scale, "datasets": {}}
+    doc = {"model": args.model, "scale": args.scale, "metric": args.metric, "datasets": {}}
     for r in results:
       entry = {"psnr": r.psnr, "ssim": r.ssim, "images": len(r.images)}
       if args.per_image:
@@ -345,10 +346,15 @@ def cmd_eval(args: argparse.Namespace) -> int:
     print(json.dumps(doc, indent=2))
     return 0
   space = "Y" if args.space == "y" else "RGB"
-  print(f"model {args.model}, x{args.scale}, PSNR/SSIM on {space}, shave {args.scale}")
+  if args.metric == "cpsnr":
+    print(f"model {args.model}, x{args.scale}, cPSNR/cSSIM on {space} (shift- and brightness-corrected, "
+          f"{args.shift_window} window, peak 1)")
+  else:
+    print(f"model {args.model}, x{args.scale}, PSNR/SSIM on {space}, shave {args.scale}")
+  names = ("cPSNR", "cSSIM") if args.metric == "cpsnr" else ("PSNR", "SSIM")
   for r in results:
     print(f"\n{r.name} ({len(r.images)} images)")
-    print(f"  {'image':<16} {'PSNR':>8} {'SSIM':>7}")
+    print(f"  {'image':<16} {names[0]:>8} {names[1]:>7}")
     if args.per_image:
       for s in r.images:
         print(f"  {s.name:<16} {s.psnr:8.2f} {s.ssim:7.4f}")
@@ -437,6 +443,11 @@ def build_parser() -> argparse.ArgumentParser:
                   help="folder of given LR images matched to DIR by file name (once per DIR)")
   ev.add_argument("--lr", dest="old_lr_dirs", action="append", help=argparse.SUPPRESS)  # deprecated: --lr-dir
   ev.add_argument("--space", choices=("y", "rgb"), default="y", help="score on Y (the literature) or RGB [y]")
+  ev.add_argument("--metric", choices=("psnr", "cpsnr"), default="psnr",
+                  help="psnr: the literature's protocol; cpsnr: shift- and brightness-corrected PSNR/SSIM for "
+                       "satellite pairs (WorldStrat's, symmetric +-2 px search) [psnr]")
+  ev.add_argument("--shift-window", choices=("symmetric", "original"), default="symmetric",
+                  help="cpsnr: search HR shifts around zero, or WorldStrat's released one-sided window [symmetric]")
   ev.add_argument("--per-image", action="store_true", help="also report every image")
   ev.add_argument("--json", action="store_true", help="print one JSON document instead of tables")
   _image_limit(ev)

@@ -16,8 +16,9 @@ import numpy as np
 from .data.images import list_images, to_float
 from .data.pairs import degrade, load_pair, match_lr_files, min_side  # noqa: F401  (the protocol's public names)
 from .infer import upscale_tiled
-from .metrics import evaluate_pair
+from .metrics import corrected_metrics, evaluate_pair
 from .models.registry import SRModel
+from .ops import rgb_to_y
 
 
 @dataclass
@@ -41,9 +42,23 @@ class DatasetScore:
     return float(np.mean([s.ssim for s in self.images]))
 
 
-def score(sr: np.ndarray, hr: np.ndarray, scale: int, space: str = "y") -> tuple[float, float]:
-  """(PSNR, SSIM) of an integer SR image against its integer HR image."""
-  return evaluate_pair(to_float(sr), to_float(hr), scale, space)
+METRICS = ("psnr", "cpsnr")
+
+
+def score(sr: np.ndarray, hr: np.ndarray, scale: int, space: str = "y", metric: str = "psnr",
+          window: str = "symmetric") -> tuple[float, float]:
+  """(PSNR, SSIM) of an integer SR image against its integer HR image: by the protocol (`metric="psnr"`), or
+  shift- and brightness-corrected (`"cpsnr"`: cPSNR and cSSIM at peak 1 on float values, for satellite pairs
+  that are never perfectly registered; `window` as in metrics.corrected_metrics)."""
+  if metric == "psnr":
+    return evaluate_pair(to_float(sr), to_float(hr), scale, space)
+  if metric != "cpsnr":
+    raise ValueError(f"unknown metric {metric!r}: use one of {', '.join(METRICS)}")
+  a, b = to_float(sr), to_float(hr)
+  if space == "y" and a.ndim == 3 and a.shape[2] == 3:
+    a, b = rgb_to_y(a), rgb_to_y(b)
+  corrected = corrected_metrics(a, b, window=window)
+  return corrected.psnr, corrected.ssim
 
 
 def _whole_if_global(model: SRModel, lr: np.ndarray) -> int:
@@ -53,16 +68,17 @@ def _whole_if_global(model: SRModel, lr: np.ndarray) -> int:
 
 
 def evaluate_folder(model: SRModel, folder: str | Path, scale: int, lr_folder: str | Path | None = None,
-                    space: str = "y", progress: Callable[[str], None] | None = None, last: int = 0) -> DatasetScore:
+                    space: str = "y", progress: Callable[[str], None] | None = None, last: int = 0,
+                    metric: str = "psnr", window: str = "symmetric") -> DatasetScore:
   """Score `model` on every image of an HR folder (the dataset is named after the folder), or on its `last`
-  images by name (a held-back validation part)."""
+  images by name (a held-back validation part), with `metric` (see `score`)."""
   folder = Path(folder)
   hr_files = list_images(folder)[-last:] if last else list_images(folder)
   lr_files = match_lr_files(hr_files, lr_folder) if lr_folder is not None else {}
   result = DatasetScore(folder.resolve().name)
   for path in hr_files:
     lr, hr = load_pair(path, scale, lr_files.get(path))
-    p, s = score(upscale_tiled(model, lr, tile=_whole_if_global(model, lr)), hr, scale, space)
+    p, s = score(upscale_tiled(model, lr, tile=_whole_if_global(model, lr)), hr, scale, space, metric, window)
     result.images.append(ImageScore(path.stem, p, s))
     if progress is not None:
       progress(path.name)

@@ -8,6 +8,7 @@ peak 255; SSIM as Wang et al. 2004 (11x11 Gaussian window, sigma 1.5, K1 = 0.01,
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -90,3 +91,100 @@ def evaluate_pair(sr: np.ndarray, hr: np.ndarray, scale: int, space: str = "y",
   border = scale if shave is None else shave
   a, b = to_metric_space(sr, space), to_metric_space(hr, space)
   return psnr(a, b, border), ssim(a, b, border)
+
+
+# -- shift- and brightness-corrected metrics for satellite pairs (WorldStrat, PROBA-V style) -----------------------
+
+@dataclass(frozen=True)
+class CorrectedScore:
+  """cPSNR (dB, peak 1), cSSIM and MAE of one SR/HR pair at the (rows, cols) shift of the HR that fit best."""
+  psnr: float
+  ssim: float
+  mae: float
+  shift: tuple[float, float]
+
+
+def lanczos_shift_taps(shift: float, reach: int) -> np.ndarray:
+  """The 1-D taps that resample a signal at `shift` pixels: 3 sin(u) sin(u/3) / u^2 with u = pi (j - shift) + 0.001
+  at j = -reach..reach, unwindowed and unnormalised, as WorldStrat's metric has them (the 0.001 avoids u = 0)."""
+  u = math.pi * (np.arange(-reach, reach + 1) - shift) + 0.001
+  return 3 * np.sin(u) * np.sin(u / 3) / (u * u)
+
+
+def _ssim_same(a: np.ndarray, b: np.ndarray, size: int = 5, sigma: float = 1.5) -> np.ndarray:
+  """kornia's SSIM map: a size x size Gaussian window, same-size output with reflected borders, C1 = 0.01^2,
+  C2 = 0.03^2 at peak 1. a, b: HxW."""
+  window = gaussian_window(size, sigma)
+  pad = size // 2
+
+  def blur(plane: np.ndarray) -> np.ndarray:
+    return _filter_valid(np.pad(plane, pad, mode="reflect"), window)
+
+  mu_a, mu_b = blur(a), blur(b)
+  var_a, var_b = blur(a * a) - mu_a * mu_a, blur(b * b) - mu_b * mu_b
+  cov = blur(a * b) - mu_a * mu_b
+  c1, c2 = 0.01 ** 2, 0.03 ** 2
+  return ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a * mu_a + mu_b * mu_b + c1) * (var_a + var_b + c2))
+
+
+def corrected_metrics(sr: np.ndarray, hr: np.ndarray, clear: np.ndarray | None = None, shift_px: float = 2,
+                      step: float = 0.5, window: str = "symmetric") -> CorrectedScore:
+  """Shift- and brightness-corrected PSNR/SSIM of an SR image against its HR (HxW or HxWxC, values in [0, 1] or any
+  units where 1 is full scale), as WorldStrat scores its benchmark (docs/satellite.md has the definition):
+
+  1. the SR takes each channel's mean difference to the HR (over clear pixels when `clear`, an HxW boolean mask of
+     the pixels to score, is given);
+  2. the HR is resampled at every (rows, cols) shift in [-shift_px, shift_px] by `step` with unnormalised
+     Lanczos-3 taps (a 'valid' correlation: the candidates lose the taps' reach on every side);
+  3. the SR, cropped to match, is compared with each candidate; the lowest MSE picks the shift, and PSNR, MAE and
+     SSIM (kornia's: 5x5 Gaussian window, reflected borders) are taken there.
+
+  `window="symmetric"` (default) compares SR pixel m with the HR at m + t, with taps normalised to sum 1;
+  `window="original"` reproduces the released code exactly: unnormalised taps, and a crop that compares m with
+  m + reach - shift_px + t, so that a perfectly registered SR is scored at a one-pixel offset or more."""
+  if window not in ("symmetric", "original"):
+    raise ValueError(f"unknown shift window {window!r}: use 'symmetric' or 'original'")
+  if sr.shape != hr.shape:
+    raise ValueError(f"shapes differ: {sr.shape} vs {hr.shape}")
+  sr64, hr64 = sr.astype(np.float64), hr.astype(np.float64)
+  if sr64.ndim == 2:
+    sr64, hr64 = sr64[..., None], hr64[..., None]
+  height, width, _ = hr64.shape
+  reach = 3 + math.ceil(shift_px)
+  out_h, out_w = height - 2 * reach, width - 2 * reach
+  if out_h < 1 or out_w < 1:
+    raise ValueError(f"image of {width}x{height} is too small for a +-{shift_px} px shift search")
+  if clear is not None and clear.shape != (height, width):
+    raise ValueError(f"mask of {clear.shape[::-1]} does not match the image's {width}x{height}")
+  scored = np.ones((height, width), bool) if clear is None else clear.astype(bool)
+  if not scored.any():
+    raise ValueError("no clear pixel to score")
+  bias = (hr64 - sr64)[scored].mean(axis=0)
+  corrected = sr64 + bias
+  offset = reach if window == "symmetric" else math.ceil(shift_px)
+  crop = corrected[offset: offset + out_h, offset: offset + out_w]
+  inside = scored[offset: offset + out_h, offset: offset + out_w]
+  if not inside.any():
+    raise ValueError("no clear pixel inside the scored region")
+  shifts = np.arange(-shift_px, shift_px + step / 2, step)
+  taps = {t: lanczos_shift_taps(t, reach) for t in shifts}
+  if window == "symmetric":  # taps that sum to 1: no gain error at half-pixel shifts (up to 2.6% in the original)
+    taps = {t: k / k.sum() for t, k in taps.items()}
+  # rows first (one pass per row shift), then columns: every (ty, tx) candidate from 2 x len(shifts) passes
+  rows = {t: np.einsum("khwc,k->hwc", sliding_window_view(hr64, 2 * reach + 1, axis=0).transpose(3, 0, 1, 2), k)
+          for t, k in taps.items()}
+  best = (math.inf, 0.0, 0.0)
+  col_taps = taps
+  for ty, filtered in rows.items():
+    windows = sliding_window_view(filtered, 2 * reach + 1, axis=1)  # h', w', c, taps
+    for tx, taps in col_taps.items():
+      candidate = windows @ taps
+      mse = float(np.mean((crop - candidate)[inside] ** 2))
+      if mse < best[0]:
+        best = (mse, float(ty), float(tx))
+  mse, ty, tx = best
+  candidate = sliding_window_view(rows[ty], 2 * reach + 1, axis=1) @ col_taps[tx]
+  ssim_maps = np.stack([_ssim_same(crop[..., c], candidate[..., c]) for c in range(crop.shape[2])], axis=-1)
+  return CorrectedScore(psnr=math.inf if mse == 0 else -10 * math.log10(mse),
+                        ssim=float(ssim_maps[inside].mean()),
+                        mae=float(np.abs(crop - candidate)[inside].mean()), shift=(ty, tx))
