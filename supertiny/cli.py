@@ -411,6 +411,27 @@ def cmd_compare(args: argparse.Namespace) -> int:
   return 0
 
 
+def cmd_worldstrat(args: argparse.Namespace) -> int:
+  if args.action == "miniature":
+    from .data.worldstrat_miniature import write_miniature
+
+    out = write_miniature(args.path, layout=args.layout, seed=args.seed)
+    print(f"wrote a miniature WorldStrat root ({args.layout} layout) to {out}")
+    return 0
+  from .data.worldstrat import WorldStrat
+
+  dataset = WorldStrat(args.path, args.split, revisits=args.revisits, product=args.product)
+  print(f"{dataset.root}: {dataset.layout} layout, split {args.split}, {len(dataset)} AOI(s), {args.product}")
+  print(f"  {'AOI':<24} {'revisits':>8} {'LR (WxH)':>10} {'HR (WxH)':>10}  clear fraction of the {args.revisits} "
+        f"chosen")
+  for sample in dataset:
+    _, _, height, width = sample.lr.shape
+    clear = " ".join(f"{c:.2f}" for c in sample.clear.mean(axis=(1, 2))[: sample.real])
+    print(f"  {sample.name:<24} {len(dataset.revisit_files(sample.name)):>8} {f'{width}x{height}':>10} "
+          f"{f'{sample.hr.shape[2]}x{sample.hr.shape[1]}':>10}  {clear}")
+  return 0
+
+
 def cmd_export(args: argparse.Namespace) -> int:
   from .checkpoint import export_weights
 
@@ -537,6 +558,19 @@ def build_parser() -> argparse.ArgumentParser:
   tr.add_argument("--resume", action="store_true", help="continue the run in --out from last.safetensors")
   _image_limit(tr)
   tr.set_defaults(run=cmd_train)
+
+  ws = sub.add_parser("worldstrat", help="WorldStrat satellite data: write a miniature root, or list a root's AOIs",
+                      description="`worldstrat miniature OUT` writes a small WorldStrat root in the release's exact "
+                                  "layout (for trying the tools and for tests); `worldstrat info ROOT` lists a "
+                                  "split's AOIs with their revisits and clear fractions.")
+  ws.add_argument("action", choices=("miniature", "info"))
+  ws.add_argument("path", help="miniature: the folder to write; info: a WorldStrat root (Zenodo or Kaggle layout)")
+  ws.add_argument("--layout", choices=("zenodo", "kaggle"), default="zenodo", help="miniature: layout [zenodo]")
+  ws.add_argument("--seed", type=int, default=0, help="miniature: seed of the synthetic scenes [0]")
+  ws.add_argument("--split", choices=("train", "val", "test", "all"), default="all", help="info: split [all]")
+  ws.add_argument("--revisits", type=_positive_int, default=8, help="info: revisits per AOI, clearest first [8]")
+  ws.add_argument("--product", choices=("L2A", "L1C"), default="L2A", help="info: Sentinel-2 product [L2A]")
+  ws.set_defaults(run=cmd_worldstrat)
 
   zoo = sub.add_parser("zoo", help="list every model with its parameter count, receptive field and scales")
   zoo.add_argument("--scale", type=_positive_int, default=4, help="scale to size the models for [4]")

@@ -1,0 +1,117 @@
+"""supertiny.data.worldstrat on the miniature (supertiny.data.worldstrat_miniature) in both release layouts,
+against the files read back with GDAL (rasterio)."""
+
+import warnings
+
+import numpy as np
+import pytest
+
+from supertiny.cli import main
+from supertiny.data.worldstrat import WorldStrat, natural_key, read_split
+from supertiny.data.worldstrat_miniature import AOIS, CLOUDY, MISSING, NO_DATA_EDGE, write_miniature
+from supertiny.errors import SuperTinyError
+
+rasterio = pytest.importorskip("rasterio")
+
+
+@pytest.fixture(scope="module", params=["zenodo", "kaggle"])
+def root(request, tmp_path_factory):
+  return write_miniature(tmp_path_factory.mktemp(request.param) / "worldstrat", layout=request.param)
+
+
+def _open(root, **kwargs) -> WorldStrat:
+  with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    dataset = WorldStrat(root, **kwargs)
+  return dataset, [str(w.message) for w in caught]
+
+
+def test_splits_are_deduplicated_without_leaks_and_missing_aois_are_skipped(root):
+  train, said = _open(root, split="train")
+  assert train.names == ["Amnesty POI-20-2-2", "Landcover-1784876", "UNHCR-3645"]  # natural order, space kept
+  assert said == [f"{root}: skipped 1 AOI(s) without an HR image or a L2A revisit: {MISSING}"]
+  assert _open(root, split="test")[0].names == ["UNHCR-NGAs037482"]  # in train and test: test only
+  assert _open(root, split="val")[0].names == ["ASMSpotter-2-1-3"]
+  assert sorted(_open(root, split="all")[0].names) == sorted(AOIS)
+  split_of = read_split(root / "stratified_train_val_test_split.csv")
+  assert len(split_of) == len(AOIS) + 1 and split_of["UNHCR-NGAs037482"] == "test"
+  assert train.layout == ("kaggle" if (root / "hr_dataset" / "12bit").is_dir() else "zenodo")
+
+
+def test_arrays_are_the_files_bands(root):
+  dataset, _ = _open(root, split="train", revisits=4, select="first")
+  sample = dataset[dataset.names.index("Amnesty POI-20-2-2")]
+  width, height = AOIS["Amnesty POI-20-2-2"][1]
+  assert sample.lr.shape == (4, 12, height, width) and sample.lr.dtype == np.float32  # not square
+  assert sample.revisits == (1, 2, 3, 4) and sample.real == 4
+  folder = dataset.root / "lr_dataset" / sample.name / "L2A"
+  with rasterio.open(folder / f"{sample.name}-3-L2A_data.tiff") as src:
+    np.testing.assert_array_equal(sample.lr[2], src.read())
+  with rasterio.open(folder / f"{sample.name}-{NO_DATA_EDGE}-dataMask.tiff") as src:
+    assert src.dtypes[0] == "float32"
+    np.testing.assert_array_equal(sample.clear[3], src.read(1) == 1)
+  assert not sample.clear[3][:, :3].any() and sample.clear[3][:, 3:].all()
+  with rasterio.open(dataset.hr_file(sample.name)) as src:
+    assert src.count == 4 and src.dtypes[0] == "uint16"
+    np.testing.assert_array_equal(sample.hr, src.read()[:3].astype(np.float32) / 10000)
+  rgb = _open(root, split="train", revisits=1, select="first", bands="rgb")[0][0]
+  with rasterio.open(root / "lr_dataset" / rgb.name / "L2A" / f"{rgb.name}-1-L2A_data.tiff") as src:
+    np.testing.assert_array_equal(rgb.lr[0], src.read([4, 3, 2]))
+
+
+def test_revisits_sort_by_number_and_the_clearest_are_chosen(root):
+  dataset, _ = _open(root, split="all", revisits=8)
+  name = "Landcover-1784876"
+  numbers = [r.n for r in dataset.revisit_files(name)]
+  count = 8 if dataset.layout == "kaggle" else 12
+  assert numbers == list(range(1, count + 1))  # -10- after -9-, not after -1-
+  assert sorted(f"{name}-{n}" for n in numbers) != [f"{name}-{n}" for n in numbers] or count < 10
+  sample = dataset[dataset.names.index(name)]
+  clouded = set(CLOUDY) | {NO_DATA_EDGE}
+  expected = [n for n in range(1, count + 1) if n not in clouded] + sorted(clouded & set(range(1, count + 1)))
+  assert set(sample.revisits) == set(expected[:8])
+  assert sample.clear.mean(axis=(1, 2)).tolist() == sorted(sample.clear.mean(axis=(1, 2)).tolist(), reverse=True)
+  few = dataset[dataset.names.index("UNHCR-3645")]
+  assert few.real == 3 and few.revisits == (1, 3, 2, 1, 3, 2, 1, 3)  # revisit 2 is clouded: last, then repeated
+  assert natural_key("Amnesty POI-20-2-10") > natural_key("Amnesty POI-20-2-9")
+
+
+def test_l1c_has_13_bands_on_zenodo_and_none_on_kaggle(root):
+  if (root / "hr_dataset" / "12bit").is_dir():
+    with pytest.raises(SuperTinyError, match="Kaggle release has no L1C"):
+      WorldStrat(root, split="val", product="L1C")
+  else:
+    sample = _open(root, split="val", product="L1C", revisits=2)[0][0]
+    assert sample.lr.shape[:2] == (2, 13)
+
+
+def test_bad_roots_and_files_are_one_line(tmp_path, root):
+  with pytest.raises(SuperTinyError, match="not a WorldStrat root"):
+    WorldStrat(tmp_path)
+  copy = tmp_path / "copy"
+  __import__("shutil").copytree(root, copy)
+  data = copy / "lr_dataset" / "ASMSpotter-2-1-3" / "L2A" / "ASMSpotter-2-1-3-1-L2A_data.tiff"
+  data.write_bytes(b"II*\x00 not really a tiff")
+  dataset, _ = _open(copy, split="val", select="first", revisits=1)
+  with pytest.raises(SuperTinyError, match=r"ASMSpotter-2-1-3-1-L2A_data\.tiff: ") as info:
+    dataset[0]
+  assert "\n" not in str(info.value)
+  data.write_bytes((root / data.relative_to(copy)).read_bytes())
+  clm = copy / "lr_dataset" / "ASMSpotter-2-1-3" / "L2A" / "ASMSpotter-2-1-3-2-CLM.tiff"
+  __import__("tifffile").imwrite(clm, np.zeros((5, 5), np.float32))
+  with pytest.raises(SuperTinyError, match=r"ASMSpotter-2-1-3-2-CLM\.tiff: 5x5 mask for a 24x24 revisit"):
+    WorldStrat(copy, split="val", select="first", revisits=2)[0]
+  with pytest.raises(SuperTinyError, match="unknown L2A band"):
+    WorldStrat(copy, split="val", bands=["B10"])
+
+
+def test_the_commands_write_and_list_a_root(tmp_path, capsys):
+  out = tmp_path / "mini"
+  assert main(["worldstrat", "miniature", str(out), "--layout", "kaggle"]) == 0
+  assert (out / "hr_dataset" / "12bit" / "Amnesty POI-20-2-2" / "Amnesty POI-20-2-2_ps.tiff").is_file()
+  assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+  capsys.readouterr()
+  assert main(["worldstrat", "info", str(out), "--split", "test"]) == 0
+  assert "UNHCR-NGAs037482" in capsys.readouterr().out
+  assert main(["worldstrat", "miniature", str(out)]) == 1
+  assert "exists and is not empty" in capsys.readouterr().err
