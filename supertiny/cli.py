@@ -432,6 +432,37 @@ def cmd_worldstrat(args: argparse.Namespace) -> int:
   return 0
 
 
+def cmd_timeseries(args: argparse.Namespace) -> int:
+  from tqdm import tqdm
+
+  from .data.landsat import read_time_series
+  from .timeseries import study
+
+  series = read_time_series(args.folder)
+  bars: dict[str, tqdm] = {}
+
+  def progress(name: str, step: int, loss: float) -> None:
+    bar = bars.setdefault(name, tqdm(total=args.steps, desc=f"train {name}", unit="step", leave=False,
+                                     disable=not sys.stderr.isatty()))
+    bar.update()
+    if step % 50 == 0:
+      bar.set_postfix(loss=f"{loss:.4f}")
+
+  result = study(series, scale=args.scale, revisits=args.revisits, steps=args.steps, test_every=args.test_every,
+                 seed=args.seed, progress=progress)
+  for bar in bars.values():
+    bar.close()
+  if args.json:
+    print(json.dumps(result, indent=2))
+    return 0
+  print(f"{args.folder}: {len(series.dates)} dates; x{args.scale}, {args.revisits} revisits per target; "
+        f"{result['train_targets']} training targets, {len(result['test_targets'])} held back; {args.steps} steps")
+  print(f"  {'method':<34} {'cPSNR':>7} {'cSSIM':>7}")
+  for row in result["results"]:
+    print(f"  {row['method']:<34} {row['cpsnr']:7.2f} {row['cssim']:7.4f}")
+  return 0
+
+
 def cmd_export(args: argparse.Namespace) -> int:
   from .checkpoint import export_weights
 
@@ -571,6 +602,21 @@ def build_parser() -> argparse.ArgumentParser:
   ws.add_argument("--revisits", type=_positive_int, default=8, help="info: revisits per AOI, clearest first [8]")
   ws.add_argument("--product", choices=("L2A", "L1C"), default="L2A", help="info: Sentinel-2 product [L2A]")
   ws.set_defaults(run=cmd_worldstrat)
+
+  tsp = sub.add_parser("timeseries", help="multi-revisit study on a Landsat time series: fusion vs single-image vs "
+                                           "bicubic, by cPSNR on held-back clear dates",
+                       description="Clear dates are HR targets; their nearest dates, degraded by --scale, are the LR "
+                                   "revisits. Trains the fusion model on the clearest revisit alone (single-image) "
+                                   "and on all --revisits, and scores both and bicubic on held-back targets "
+                                   "(docs/satellite.md).")
+  tsp.add_argument("folder", help="folder of Landsat scene folders (<scene id>/<scene id>_b3.tif, _b4, _b5, _fmask)")
+  tsp.add_argument("--scale", type=_positive_int, default=2, help="degradation factor [2]")
+  tsp.add_argument("--revisits", type=_positive_int, default=2, help="LR revisits per target [2]")
+  tsp.add_argument("--steps", type=_positive_int, default=2000, help="training steps per model [2000]")
+  tsp.add_argument("--test-every", type=_positive_int, default=3, help="hold back every Nth clear date [3]")
+  tsp.add_argument("--seed", type=int, default=0, help="seed of initialisation and patches [0]")
+  tsp.add_argument("--json", action="store_true", help="print one JSON document (with per-date scores)")
+  tsp.set_defaults(run=cmd_timeseries)
 
   zoo = sub.add_parser("zoo", help="list every model with its parameter count, receptive field and scales")
   zoo.add_argument("--scale", type=_positive_int, default=4, help="scale to size the models for [4]")

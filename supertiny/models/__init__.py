@@ -5,6 +5,7 @@ from . import (  # noqa: F401  (each import registers its models)
   edsr,
   espcn,
   fsrcnn,
+  fusion,
   interpolation,
   paper,
   srcnn,

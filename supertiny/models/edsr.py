@@ -12,19 +12,10 @@ from tinygrad import Tensor
 
 from ..ops import pixel_shuffle
 from .base import SRNet
-from .layers import conv, lr_span
+from .layers import ResBlock, conv, lr_span
 from .registry import register
 
 DIV2K_RGB_MEAN = (0.4488, 0.4371, 0.4040)
-
-
-class ResBlock:
-  def __init__(self, width: int, res_scale: float):
-    self.body = [conv(width, width, 3), Tensor.relu, conv(width, width, 3)]
-    self.res_scale = res_scale
-
-  def __call__(self, x: Tensor) -> Tensor:
-    return x + self.body[2](self.body[0](x).relu()) * self.res_scale
 
 
 def shuffle_factors(scale: int) -> list[int]:

@@ -73,3 +73,15 @@ def parameter_count(model) -> int:
 
   skip = ("running_mean", "running_var", "num_batches_tracked")
   return sum(t.numel() for k, t in get_state_dict(model).items() if not k.endswith(skip) and t.is_param)
+
+
+class ResBlock:
+  """conv 3x3, ReLU, conv 3x3, scaled by `res_scale` and added to the input (EDSR's block; attribute names as the
+  official code's, body.0 and body.2, so its state dicts load)."""
+
+  def __init__(self, width: int, res_scale: float = 1.0):
+    self.body = [conv(width, width, 3), Tensor.relu, conv(width, width, 3)]
+    self.res_scale = res_scale
+
+  def __call__(self, x: Tensor) -> Tensor:
+    return x + self.body[2](self.body[0](x).relu()) * self.res_scale

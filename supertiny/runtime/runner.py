@@ -157,6 +157,10 @@ class Runner:
                            f"{image.shape}")
     height, width, bands = image.shape
     model = self.model
+    stacked = getattr(model, "input_channels", None)
+    if stacked is not None and stacked != model.channels:
+      raise SuperTinyError(f"model {model.name!r} takes a stack of {stacked} channels (revisits and their masks), not "
+                           "an image: run it on revisit stacks (supertiny timeseries, docs/satellite.md)")
     if alpha is None:
       alpha = guess_alpha(model, bands)
     lo, hi = value_range(image)
@@ -258,3 +262,16 @@ def runner_for(model, cores: int | None = None, tile: int = 256, overlap: int | 
   if key not in runners:
     runners[key] = Runner(model, cores, tile, overlap)
   return runners[key]
+
+
+_BATCH_RUNNERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def forward_batch(model, batch: np.ndarray) -> np.ndarray:
+  """The model's float32 output for a float32 NCHW batch, whole: no tiles and no colour route, for inputs that are
+  not images (the revisit stacks of multi-revisit models). One jit per batch shape, on the model's device."""
+  runner = _BATCH_RUNNERS.get(model)
+  if runner is None:
+    device = model_device(model)
+    runner = _BATCH_RUNNERS[model] = DeviceRunner(model, device if isinstance(device, str) else device[0])
+  return runner(batch)

@@ -116,9 +116,27 @@ def test_swinir_light_parameter_count():
   assert parameter_count(model) - tables == pytest.approx(897_000, rel=0.001)
 
 
+@pytest.mark.parametrize("scale,channels,revisits", [(2, 3, 4), (3, 1, 1)])
+def test_fusion_matches_pytorch_reference(tmp_path, scale, channels, revisits):
+  torch.manual_seed(0)
+  reference = ref.RevisitFusion(scale, channels, revisits).eval()
+  torch.save(reference.state_dict(), tmp_path / "weights.pth")
+  model = create_model("fusion", scale=scale, channels=channels, revisits=revisits)
+  load_weights(model, tmp_path / "weights.pth")
+  rng = np.random.default_rng(1)
+  x = rng.random((2, revisits, channels + 1, 9, 11), dtype=np.float32)
+  x[:, :, channels] = rng.random((2, revisits, 9, 11)) > 0.3  # clear masks: some revisits cloudy at some pixels
+  x = x.reshape(2, revisits * (channels + 1), 9, 11)
+  ours = model(Tensor(x)).numpy()
+  with torch.no_grad():
+    theirs = reference(torch.from_numpy(x)).numpy()
+  assert ours.shape == (2, channels, 9 * scale, 11 * scale) == theirs.shape
+  np.testing.assert_allclose(ours, theirs, atol=1e-4, rtol=0)
+
+
 def test_every_registered_model_is_tested_against_pytorch():
   learned = {name for name, spec in MODELS.items() if spec.learned}
-  assert learned == {case[0] for case in CASES}
+  assert learned == {case[0] for case in CASES} | {"fusion"}
 
 
 # name, scale, channels, reference, LR input size (larger than the receptive field)

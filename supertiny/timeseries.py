@@ -1,0 +1,181 @@
+"""Multi-revisit super-resolution on a satellite time series, as a study: does fusing several cloudy, striped
+revisits beat super-resolving the clearest one, and does that beat bicubic?
+
+A date is an HR target (for testing: at least `min_clear` of its pixels valid and clear; for training, whose
+loss counts clear pixels only: `train_clear`). The `revisits` dates nearest to it in time, whatever their clouds,
+degraded by `scale` with MATLAB bicubic (their gaps filled from neighbours first), are its LR revisits, each with
+its clear mask (an LR pixel is clear when all the HR pixels it covers are). Every `test_every`-th clear date is
+held back for testing, and its date is never an LR revisit of a training target. Three methods are scored on the
+held-back targets by cPSNR/cSSIM over the target's clear pixels (metrics.corrected_metrics: brightness- and
+shift-corrected, symmetric +-2 px): bicubic on the clearest revisit, the fusion network (models/fusion.py) given
+the clearest revisit alone (single-image SR, the same design), and the fusion network given all of them.
+"""
+
+from __future__ import annotations
+
+import datetime
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+from tinygrad import Tensor
+from tinygrad.nn.optim import Adam
+
+from .data.landsat import TimeSeries
+from .errors import SuperTinyError
+from .metrics import corrected_metrics
+from .models import create_model
+from .ops import imresize
+from .runtime.runner import forward_batch
+from .runtime.training import train_step
+from .train import training
+from .upscaling import fill_invalid
+
+
+@dataclass
+class RevisitSample:
+  """One HR target date and its LR revisits: `hr` C x H x W with `hr_clear` H x W; `lr` k x C x h x w (gaps filled)
+  with `lr_clear` k x h x w, nearest date first; `clearest` the index of the revisit with most clear pixels."""
+  date: datetime.date
+  hr: np.ndarray
+  hr_clear: np.ndarray
+  lr: np.ndarray
+  lr_clear: np.ndarray
+  revisit_dates: list[datetime.date]
+  clearest: int
+
+  def fusion_input(self) -> np.ndarray:
+    """k(C+1) x h x w: each revisit's bands, then its clear mask, the clearest revisit first (the fusion model's
+    input and reference)."""
+    k, c, h, w = self.lr.shape
+    order = [self.clearest, *(i for i in range(k) if i != self.clearest)]
+    stacked = np.concatenate([self.lr[order], self.lr_clear[order, None].astype(np.float32)], axis=1)
+    return stacked.reshape(k * (c + 1), h, w)
+
+  def single_input(self, with_mask: bool = False) -> np.ndarray:
+    """C x h x w: the clearest revisit (with its clear mask after the bands: C+1 channels)."""
+    if not with_mask:
+      return self.lr[self.clearest]
+    return np.concatenate([self.lr[self.clearest], self.lr_clear[self.clearest][None].astype(np.float32)])
+
+
+def degrade(reflectance: np.ndarray, clear: np.ndarray, scale: int) -> tuple[np.ndarray, np.ndarray]:
+  """(C x h x w bicubic-downscaled bands with gaps filled first, h x w clear mask) of one date."""
+  c, height, width = reflectance.shape
+  invalid = ~np.isfinite(reflectance)
+  filled = fill_invalid(np.moveaxis(np.nan_to_num(reflectance), 0, -1), np.moveaxis(invalid, 0, -1))
+  low = np.moveaxis(imresize(filled, 1 / scale), -1, 0).astype(np.float32)
+  low_clear = clear.reshape(height // scale, scale, width // scale, scale).all(axis=(1, 3))
+  return low, low_clear
+
+
+def build_samples(series: TimeSeries, scale: int, revisits: int, test_every: int = 3, min_clear: float = 0.98,
+                  train_clear: float = 0.7) -> tuple[list[RevisitSample], list[RevisitSample]]:
+  """(train, test) samples of the study (see the module docstring); training targets need only `train_clear` of
+  their pixels clear (the loss counts clear pixels only)."""
+  count, _, height, width = series.reflectance.shape
+  height, width = height - height % scale, width - width % scale
+  reflectance, clear = series.reflectance[:, :, :height, :width], series.clear[:, :height, :width]
+  fractions = clear.mean(axis=(1, 2))
+  clear_dates = [i for i in range(count) if fractions[i] >= min_clear]
+  held_back = set(clear_dates[test_every - 1::test_every])
+  targets = [i for i in range(count) if i in held_back or fractions[i] >= min(train_clear, min_clear)]
+  if not held_back or len(held_back) == len(targets):
+    raise SuperTinyError(f"{len(clear_dates)} date(s) are at least {min_clear:.0%} clear: too few for a train and a "
+                         "test part (lower min_clear or test_every)")
+  if count - 1 < revisits:
+    raise SuperTinyError(f"{count} date(s): too few for {revisits} revisits per target")
+  degraded: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+  train, test = [], []
+  for t in targets:
+    pool = [i for i in range(count) if i != t and (t in held_back or i not in held_back)]
+    chosen = sorted(pool, key=lambda i: (abs((series.dates[i] - series.dates[t]).days), i))[:revisits]
+    for i in chosen:
+      if i not in degraded:
+        degraded[i] = degrade(reflectance[i], clear[i], scale)
+    lr = np.stack([degraded[i][0] for i in chosen])
+    lr_clear = np.stack([degraded[i][1] for i in chosen])
+    clearest = int(np.argmax(lr_clear.mean(axis=(1, 2))))  # the first (nearest) of the clearest
+    hr = np.nan_to_num(reflectance[t]).astype(np.float32)
+    sample = RevisitSample(series.dates[t], hr, clear[t], lr, lr_clear, [series.dates[i] for i in chosen], clearest)
+    (test if t in held_back else train).append(sample)
+  return train, test
+
+
+def masked_l1(sr: Tensor, target: Tensor) -> Tensor:
+  """Mean absolute error over the clear pixels of the HR; `target` carries the clear mask as its last channel."""
+  hr, clear = target[:, :-1], target[:, -1:]
+  return ((sr - hr).abs() * clear).sum() / (clear.sum() * hr.shape[1] + 1e-6)
+
+
+def _patches(rng: np.random.Generator, inputs: np.ndarray, targets: np.ndarray, batch: int, patch: int,
+             scale: int) -> tuple[np.ndarray, np.ndarray]:
+  """A batch of random co-located LR/HR patches, each flipped and rotated at random."""
+  n, _, h, w = inputs.shape
+  lr_batch, hr_batch = [], []
+  for _ in range(batch):
+    i, y, x = rng.integers(n), rng.integers(h - patch + 1), rng.integers(w - patch + 1)
+    lr = inputs[i, :, y:y + patch, x:x + patch]
+    hr = targets[i, :, y * scale:(y + patch) * scale, x * scale:(x + patch) * scale]
+    turns, flip = int(rng.integers(4)), bool(rng.integers(2))
+    lr, hr = np.rot90(lr, turns, axes=(1, 2)), np.rot90(hr, turns, axes=(1, 2))
+    if flip:
+      lr, hr = lr[:, ::-1], hr[:, ::-1]
+    lr_batch.append(lr)
+    hr_batch.append(hr)
+  return np.ascontiguousarray(np.stack(lr_batch), np.float32), np.ascontiguousarray(np.stack(hr_batch), np.float32)
+
+
+def fit(model, inputs: np.ndarray, targets: np.ndarray, scale: int, steps: int, batch: int = 16, patch: int = 12,
+        rate: float = 1e-3, seed: int = 0, progress: Callable[[int, float], None] | None = None) -> float:
+  """Train `model` on LR `inputs` (N x Cin x h x w) against `targets` (N x (C+1) x H x W, clear mask last) by the
+  masked L1 loss, Adam with a cosine schedule from `rate` to rate/100; returns the last loss."""
+  Tensor.manual_seed(seed)
+  rng = np.random.default_rng(seed)
+  optimizer = Adam(model.parameters(), lr=rate)
+  step = train_step(model, optimizer, masked_l1, batch)
+  loss = math.nan
+  with training():
+    for i in range(steps):
+      lr_batch, hr_batch = _patches(rng, inputs, targets, batch, min(patch, inputs.shape[2], inputs.shape[3]), scale)
+      now = rate / 100 + (rate - rate / 100) * 0.5 * (1 + math.cos(math.pi * i / max(steps, 1)))
+      loss = step(lr_batch, hr_batch, now)
+      if progress is not None:
+        progress(i, loss)
+  return loss
+
+
+def score(sr: np.ndarray, sample: RevisitSample) -> tuple[float, float]:
+  """(cPSNR, cSSIM) of a C x H x W prediction over the target's clear pixels (peak: reflectance 1)."""
+  corrected = corrected_metrics(np.moveaxis(sr, 0, -1), np.moveaxis(sample.hr, 0, -1), clear=sample.hr_clear)
+  return corrected.psnr, corrected.ssim
+
+
+def study(series: TimeSeries, scale: int = 2, revisits: int = 4, steps: int = 3000, test_every: int = 3,
+          seed: int = 0, progress: Callable[[str, int, float], None] | None = None) -> dict:
+  """Train the fusion model on one revisit (the clearest: single-image SR) and on `revisits`, and score them and
+  bicubic on the held-back targets."""
+  train, test = build_samples(series, scale, revisits, test_every)
+  bands = train[0].hr.shape[0]
+  targets = np.stack([np.concatenate([s.hr, s.hr_clear[None].astype(np.float32)]) for s in train])
+  single = create_model("fusion", scale=scale, channels=bands, revisits=1)
+  fusion = create_model("fusion", scale=scale, channels=bands, revisits=revisits)
+  losses = {}
+  for name, model, inputs in (("single", single, np.stack([s.single_input(with_mask=True) for s in train])),
+                              ("fusion", fusion, np.stack([s.fusion_input() for s in train]))):
+    report = None if progress is None else (lambda i, loss, name=name: progress(name, i, loss))
+    losses[name] = fit(model, inputs, targets, scale, steps, seed=seed, progress=report)
+  methods: dict[str, Callable[[RevisitSample], np.ndarray]] = {
+    "bicubic (clearest revisit)": lambda s: np.moveaxis(imresize(np.moveaxis(s.single_input(), 0, -1), scale), -1, 0),
+    "single-image (clearest revisit)": lambda s: forward_batch(single, s.single_input(with_mask=True)[None])[0],
+    f"fusion ({revisits} revisits)": lambda s: forward_batch(fusion, s.fusion_input()[None])[0],
+  }
+  rows = []
+  for method, predict in methods.items():
+    scores = [score(predict(s), s) for s in test]
+    rows.append({"method": method, "cpsnr": float(np.mean([p for p, _ in scores])),
+                 "cssim": float(np.mean([q for _, q in scores])),
+                 "per_date": {str(s.date): round(p, 3) for s, (p, _) in zip(test, scores, strict=True)}})
+  return {"scale": scale, "revisits": revisits, "steps": steps, "seed": seed, "train_targets": len(train),
+          "test_targets": [str(s.date) for s in test], "final_loss": losses, "results": rows}

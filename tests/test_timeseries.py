@@ -1,0 +1,94 @@
+"""The Landsat time-series reader and the multi-revisit study (supertiny.timeseries) on a small synthetic series
+in the USGS layout, read back with GDAL (rasterio) as the reference."""
+
+import datetime
+
+import numpy as np
+import pytest
+import tifffile
+
+from supertiny.cli import main
+from supertiny.data.landsat import read_time_series, scene_date
+from supertiny.errors import SuperTinyError
+from supertiny.models import create_model
+from supertiny.timeseries import build_samples
+
+rasterio = pytest.importorskip("rasterio")
+
+# (scene id, kind): "clear", "stripes" (ETM+ SLC-off no-data columns) or "cloud" (Fmask 4 over a block)
+SCENES = [("LT50350322008142PAC01", "clear"), ("LE70350322008150EDC00", "stripes"),
+          ("LT50350322008158PAC01", "cloud"), ("LT50350322008174PAC01", "clear"),
+          ("LE70350322008182EDC00", "stripes"), ("LT50350322008190PAC01", "clear"),
+          ("LT50350322008206PAC01", "clear"), ("LE70350322008214EDC00", "cloud"),
+          ("LT50350322008222PAC01", "clear"), ("LT50350322008238PAC01", "clear")]
+
+
+@pytest.fixture(scope="module")
+def series_folder(tmp_path_factory):
+  root = tmp_path_factory.mktemp("lsts")
+  rng = np.random.default_rng(0)
+  y, x = np.mgrid[0:16, 0:18]
+  for i, (scene, kind) in enumerate(reversed(SCENES)):  # written out of date order
+    folder = root / scene
+    folder.mkdir()
+    fmask = np.zeros((16, 18), np.uint8)
+    for b, band in enumerate(("b3", "b4", "b5")):
+      values = (1500 + 800 * np.sin(x / 3 + b) * np.cos(y / 4) + 30 * i + rng.normal(0, 20, (16, 18))).astype(np.int16)
+      if kind == "stripes":
+        values[:, 2::6] = -9999
+      tifffile.imwrite(folder / f"{scene}_{band}.tif", values)
+    if kind == "stripes":
+      fmask[:, 2::6] = 255
+    if kind == "cloud":
+      fmask[4:10, 5:12] = 4
+    tifffile.imwrite(folder / f"{scene}_fmask.tif", fmask)
+  (root / "README.txt").write_text("not a scene")
+  return root
+
+
+def test_the_series_is_read_by_date_with_nodata_and_clouds_masked(series_folder):
+  series = read_time_series(series_folder)
+  assert series.scenes == [s for s, _ in SCENES]
+  assert series.dates[0] == datetime.date(2008, 5, 21) and series.sensors[:2] == ["TM", "ETM+"]
+  assert series.reflectance.shape == (10, 3, 16, 18) and series.reflectance.dtype == np.float32
+  scene = SCENES[1][0]
+  with rasterio.open(series_folder / scene / f"{scene}_b4.tif") as src:
+    reference = src.read(1).astype(np.float64)
+  expected = np.where(reference == -9999, np.nan, reference / 10000)
+  np.testing.assert_allclose(series.reflectance[1, 1], expected, rtol=1e-6)
+  assert not series.clear[1][:, 2::6].any() and series.clear[1][:, 3].all()
+  assert not series.clear[2][4:10, 5:12].any() and series.clear[2].sum() == 16 * 18 - 42
+  assert scene_date("LE70350322008118EDC00") == (datetime.date(2008, 4, 27), "ETM+")
+  with pytest.raises(SuperTinyError, match="not a Landsat scene id"):
+    scene_date("S2A_MSIL1C")
+
+
+def test_held_back_dates_never_feed_training_and_revisits_are_the_nearest(series_folder):
+  series = read_time_series(series_folder)
+  train, test = build_samples(series, scale=2, revisits=3, test_every=2)
+  clear_dates = [series.dates[i] for i, (_, kind) in enumerate(SCENES) if kind == "clear"]
+  assert [s.date for s in test] == clear_dates[1::2]
+  held_back = {s.date for s in test}
+  assert all(held_back.isdisjoint(s.revisit_dates) and s.date not in held_back for s in train)
+  for sample in train + test:
+    gaps = [abs((d - sample.date).days) for d in sample.revisit_dates]
+    assert gaps == sorted(gaps) and sample.date not in sample.revisit_dates
+    assert sample.lr.shape == (3, 3, 8, 9) and np.isfinite(sample.lr).all()
+    fractions = sample.lr_clear.mean(axis=(1, 2))
+    assert fractions[sample.clearest] == fractions.max()
+    assert sample.fusion_input()[3].mean() == pytest.approx(fractions.max())  # the clearest revisit comes first, mask after bands
+
+
+def test_the_study_command_runs_and_reports_three_methods(series_folder, capsys):
+  assert main(["timeseries", str(series_folder), "--scale", "2", "--revisits", "2", "--steps", "3",
+               "--test-every", "2"]) == 0
+  out = capsys.readouterr().out
+  for method in ("bicubic (clearest revisit)", "single-image (clearest revisit)", "fusion (2 revisits)"):
+    assert method in out
+
+
+def test_a_revisit_stack_model_is_refused_on_an_image():
+  import supertiny
+
+  with pytest.raises(SuperTinyError, match="takes a stack of 8 channels"):
+    supertiny.upscale(np.zeros((8, 8, 3), np.uint8), model=create_model("fusion", scale=2, channels=3, revisits=2))
