@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from . import __version__
+from .data.radiometry import CHOICES as RADIOMETRY_CHOICES
 from .errors import SuperTinyError, Terminated, raise_terminated
 
 SAMPLE = Path(__file__).parent / "samples" / "butterfly.png"
@@ -89,12 +90,13 @@ def _start_worker(model: str | None, scale: int | None, channels: int, weights: 
 
 
 def _upscale_one(model, source: Path, target: Path, tile: int, overlap: int | None, overwrite: bool,
-                 progress=None) -> tuple[tuple[int, ...], str] | str:
+                 radiometry: str, progress=None) -> tuple[tuple[int, ...], str] | str:
   """(shape, dtype) of the written output, or the one-line error for this file: one bad file (or a full disk)
   must not cost the others."""
   from .upscaling import upscale_file
 
-  return _outcome(lambda: upscale_file(model, source, target, tile, overlap, overwrite, progress), source, target)
+  return _outcome(lambda: upscale_file(model, source, target, tile, overlap, overwrite, progress, radiometry), source,
+                  target)
 
 
 def _outcome(work, source: Path, target: Path) -> tuple[tuple[int, ...], str] | str:
@@ -141,12 +143,12 @@ def _worker_terminated(signum: int, frame: object) -> None:
   os._exit(143)
 
 
-def _upscale_in_worker(source: Path, target: Path, tile: int, overlap: int | None,
-                       overwrite: bool) -> tuple[tuple[int, ...], str] | str:
+def _upscale_in_worker(source: Path, target: Path, tile: int, overlap: int | None, overwrite: bool,
+                       radiometry: str) -> tuple[tuple[int, ...], str] | str:
   global _WORKER_BUSY
   _WORKER_BUSY = True
   try:
-    return _upscale_one(_WORKER_MODEL, source, target, tile, overlap, overwrite)
+    return _upscale_one(_WORKER_MODEL, source, target, tile, overlap, overwrite, radiometry)
   except Terminated:
     os._exit(143)  # the temporary output is removed; ending here keeps the pool from taking the next file
   finally:
@@ -168,8 +170,8 @@ def _upscale_jobs(args: argparse.Namespace, model, pairs: list[tuple[Path, Path]
   init = (args.model, model.scale, args.channels, args.weights, args.device, max(1, len(core_devices()) // jobs))
   pool = ProcessPoolExecutor(jobs, mp_context=context, initializer=_start_worker, initargs=init)
   try:
-    futures = [(s, t, pool.submit(_upscale_in_worker, s, t, args.tile, args.tile_overlap, args.overwrite))
-               for s, t in pairs]
+    futures = [(s, t, pool.submit(_upscale_in_worker, s, t, args.tile, args.tile_overlap, args.overwrite,
+                                  args.radiometry)) for s, t in pairs]
     for source, target, future in futures:
       try:
         outcome = future.result()
@@ -219,7 +221,8 @@ def cmd_upscale(args: argparse.Namespace) -> int:
             bar.update(done - bar.n)
 
           try:
-            result = upscale_source(model, source, target, args.tile, args.tile_overlap, args.overwrite, on_tile)
+            result = upscale_source(model, source, target, args.tile, args.tile_overlap, args.overwrite, on_tile,
+                                    args.radiometry)
           except Exception as exc:  # noqa: BLE001 (one line per failed file; the batch goes on)
             pending.append((source, target, _message(exc, source, target)))
           else:
@@ -531,6 +534,11 @@ def build_parser() -> argparse.ArgumentParser:
                   help="overlap of neighbouring tiles in input pixels [the model's receptive field; 32 if global]")
   up.add_argument("--device", help="tinygrad device, e.g. CPU or CUDA [$DEV or tinygrad's default]")
   up.add_argument("--overwrite", action="store_true", help="replace outputs that exist")
+  up.add_argument("--radiometry", choices=RADIOMETRY_CHOICES, default="auto", metavar="NAME",
+                  help="what the values mean, so the model sees them at the right brightness: auto (the file's "
+                       "GDAL scale/offset, else dtype), dtype (integers by their type's range, floats by their own), "
+                       "reflectance, 12bit, spot12, s2, s2-n0400 (Sentinel-2 from baseline 04.00: DN - 1000), "
+                       "landsat-sr, landsat-c2-sr; outputs keep the input's units and dtype [auto]")
   up.add_argument("--jobs", type=_positive_int, default=1,
                   help="files upscaled at once, each in a process with its own copy of the model (use up to the "
                        "number of cores on a CPU; each process takes about 0.5 GiB more) [1]")

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from .data.images import WRITABLE_SUFFIXES
+from .data.radiometry import resolve as resolve_radiometry
 from .data.raster import Raster, read_raster, scaled_tags, write_raster
 from .errors import SuperTinyError
 from .infer import upscale_tiled
@@ -20,12 +21,15 @@ MIN_SIDE = 4  # bicubic's support: smaller images have nothing for a kernel to w
 
 
 def upscale(image: Any, model: str | SRModel | None = None, scale: int | None = None, tile: int = 256,
-            overlap: int | None = None, weights: str | None = None, channels: int = 3) -> Any:
+            overlap: int | None = None, weights: str | None = None, channels: int = 3,
+            radiometry: str = "dtype") -> Any:
   """Super-resolve a numpy array (HxW or HxWxC; uint8, uint16 or float) or a PIL image; returns the same kind.
 
   `model`: a zoo name, a checkpoint file, a model object, or None for the best shipped model for `scale` (default
   4). Large images are processed in tiles of `tile` LR pixels; the result equals an untiled run whenever the
-  overlap covers the model's receptive field, which the default overlap does.
+  overlap covers the model's receptive field, which the default overlap does. `radiometry`: what the values mean
+  (supertiny.data.radiometry: "12bit", "reflectance", "s2-n0400", ...); "dtype" maps integers by their dtype's
+  range and floats by their own.
   """
   if not isinstance(model, str) and model is not None:
     if scale is not None and scale != model.scale:
@@ -42,7 +46,7 @@ def upscale(image: Any, model: str | SRModel | None = None, scale: int | None = 
                          f"{array.shape}")
   _check_size(array, "image")
   out = upscale_raster(model, Raster(array if array.ndim == 3 else array[..., None], alpha=None), tile,
-                       overlap).pixels
+                       overlap, radiometry=radiometry).pixels
   return out[..., 0] if array.ndim == 2 else out
 
 
@@ -70,10 +74,13 @@ def _check_size(array: np.ndarray, label: str) -> None:
 
 
 def upscale_raster(model: SRModel, raster: Raster, tile: int = 256, overlap: int | None = None,
-                   progress: Callable[[int, int], None] | None = None) -> Raster:
+                   progress: Callable[[int, int], None] | None = None, radiometry: str = "auto") -> Raster:
   """Upscale pixels and alpha, scale the georeferencing, keep nodata pixels nodata (and out of the model's way).
   Non-finite values (NaN, +-Inf) are nodata too: filled from their valid neighbours before the model, NaN again
-  (or the file's nodata value) in the pixels they map to, and nowhere else."""
+  (or the file's nodata value) in the pixels they map to, and nowhere else. `radiometry` (a name of
+  supertiny.data.radiometry.CHOICES): what the stored values mean to the model; "auto" takes the file's GDAL scale
+  and offset when it has them, else the dtype's range."""
+  chosen = resolve_radiometry(radiometry, raster)
   pixels = raster.pixels
   nodata = raster.tiff.nodata if raster.tiff is not None else None
   invalid = ~np.isfinite(pixels) if pixels.dtype.kind == "f" else np.zeros(pixels.shape, bool)
@@ -81,7 +88,8 @@ def upscale_raster(model: SRModel, raster: Raster, tile: int = 256, overlap: int
     invalid |= pixels == nodata
   if invalid.any():
     pixels = fill_invalid(pixels, invalid)
-  out = upscale_tiled(model, pixels, tile, overlap, alpha=raster.alpha, progress=progress)
+  out = upscale_tiled(model, pixels, tile, overlap, alpha=raster.alpha, progress=progress,
+                      value_range=None if chosen is None else chosen.value_range)
   if nodata is not None:
     # a valid pixel that comes out equal to nodata (a clipped overshoot, often 0) would read as a hole: nudge it
     hit = out == nodata
@@ -126,15 +134,17 @@ def fill_invalid(pixels: np.ndarray, invalid: np.ndarray, rounds: int = 16) -> n
 
 
 def upscale_file(model: SRModel, source: Path, target: Path, tile: int = 256, overlap: int | None = None,
-                 overwrite: bool = False, progress: Callable[[int, int], None] | None = None) -> Raster:
+                 overwrite: bool = False, progress: Callable[[int, int], None] | None = None,
+                 radiometry: str = "auto") -> Raster:
   """Read `source`, upscale it, write `target` (atomically) in the target's format."""
-  result = upscale_source(model, source, target, tile, overlap, overwrite, progress)
+  result = upscale_source(model, source, target, tile, overlap, overwrite, progress, radiometry)
   write_output(target, result)
   return result
 
 
 def upscale_source(model: SRModel, source: Path, target: Path, tile: int = 256, overlap: int | None = None,
-                   overwrite: bool = False, progress: Callable[[int, int], None] | None = None) -> Raster:
+                   overwrite: bool = False, progress: Callable[[int, int], None] | None = None,
+                   radiometry: str = "auto") -> Raster:
   """The first half of upscale_file: check that `target` may be written, read `source` and upscale it."""
   if target.exists() and target.resolve() == source.resolve():
     raise SuperTinyError(f"{target}: is the input itself; write the output elsewhere")
@@ -145,7 +155,7 @@ def upscale_source(model: SRModel, source: Path, target: Path, tile: int = 256, 
                          f"(writes {', '.join(sorted(WRITABLE_SUFFIXES))})")
   raster = read_raster(source)
   _check_size(raster.pixels, str(source))
-  return upscale_raster(model, raster, tile, overlap, progress)
+  return upscale_raster(model, raster, tile, overlap, progress, radiometry)
 
 
 def write_output(target: Path, result: Raster) -> None:

@@ -29,12 +29,15 @@ def stored_type(stored: str) -> tuple[DType, float | None]:
 class Route:
   """How a tile of `bands` bands reaches a model of `channels` channels (None: any), and what comes back:
   `final`: the output in the stored type and units (integers rounded) inside the jit; else float32 in [0, 1], for
-  tiles that are blended together afterwards."""
+  tiles that are blended together afterwards. `mapped`: the stored values map to [0, 1] by the `bounds` the tile
+  comes with (a radiometry), integers too, and the output is not clipped to [0, 1] but only to what the stored type
+  holds (reflectance above full scale stays)."""
   channels: int | None
   bands: int
   alpha: bool
   stored: str
   final: bool
+  mapped: bool = False
 
   def check(self, name: str) -> None:
     colour = self.bands - self.alpha
@@ -61,7 +64,7 @@ def colour_forward(model, x: Tensor, route: Route) -> Tensor:
     out = model(x.permute(1, 0, 2, 3)).permute(1, 0, 2, 3)
   if alpha is not None:
     out = Tensor.cat(out, upsample(alpha, scale), dim=1)
-  return out.clip(0.0, 1.0)
+  return out if route.mapped else out.clip(0.0, 1.0)
 
 
 def tile_forward(model, tile: Tensor, bounds: Tensor, route: Route, dtype: DType) -> Tensor:
@@ -69,6 +72,8 @@ def tile_forward(model, tile: Tensor, bounds: Tensor, route: Route, dtype: DType
   says. `bounds` holds the float values that map
   to 0 and 1 (integers map by their type's range). The model computes in `dtype` (its weights')."""
   stored, top = stored_type(route.stored)
+  if route.mapped:
+    top_of_type, top = top, None  # integers map by the bounds too
   params = get_parameters(model)
   if params and isinstance(params[0].device, tuple):  # weights replicated over devices (data-parallel training)
     tile, bounds = tile.shard(params[0].device), bounds.shard(params[0].device)
@@ -79,5 +84,8 @@ def tile_forward(model, tile: Tensor, bounds: Tensor, route: Route, dtype: DType
   if not route.final:
     return out
   if top is None:
-    return out * (bounds[1] - bounds[0]) + bounds[0]
+    values = out * (bounds[1] - bounds[0]) + bounds[0]
+    if route.mapped and top_of_type is not None:
+      return values.round().clip(0.0, top_of_type).cast(stored)
+    return values
   return (out * top).round().cast(stored)

@@ -84,7 +84,7 @@ def even_tile(length: int, tile: int, overlap: int, count: int | None = None) ->
   return length if count <= 1 else min(length, math.ceil((length + (count - 1) * overlap) / count))
 
 
-def value_range(image: np.ndarray) -> tuple[float, float]:
+def image_range(image: np.ndarray) -> tuple[float, float]:
   """The values that map to [0, 1] for the model: the dtype's range for integers; for floats [0, 1] when the data
   lies inside it, else the data's own finite minimum and maximum (reflectances, digital numbers stored as float)."""
   if image.dtype.kind in "ui":
@@ -120,7 +120,7 @@ def lanes(model, cores: int | None) -> tuple[str, ...]:
 
 class Runner:
   """`runner(image)`: the model's output for an HxW or HxWxC image (uint8, uint16 or float), as an image of the
-  same dtype `scale` times larger. Integers map to [0, 1] by their dtype's range, floats as `value_range` says;
+  same dtype `scale` times larger. Integers map to [0, 1] by their dtype's range, floats as `image_range` says;
   outputs are clipped to that range.
 
   `cores`: CPU cores to use, a copy of the model on each (None: SUPERTINY_CORES or every core; elsewhere the
@@ -147,7 +147,11 @@ class Runner:
     return plan_axis(height, rows, overlap, context), plan_axis(width, cols, overlap, context)
 
   def __call__(self, image: np.ndarray, alpha: bool | None = None,
-               progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+               progress: Callable[[int, int], None] | None = None,
+               value_range: tuple[float, float] | None = None) -> np.ndarray:
+    """`image` (HxW or HxWxC) super-resolved into the same dtype. `value_range`: the stored values that mean 0 and 1
+    to the model (a radiometry: supertiny.data.radiometry), integers included, with outputs clipped only to what
+    the dtype holds; None maps integers by their dtype's range and floats by image_range()."""
     image = np.asarray(image)
     squeeze = image.ndim == 2
     if squeeze:
@@ -163,7 +167,10 @@ class Runner:
                            "an image: run it on revisit stacks (supertiny timeseries, docs/satellite.md)")
     if alpha is None:
       alpha = guess_alpha(model, bands)
-    lo, hi = value_range(image)
+    mapped = value_range is not None
+    lo, hi = value_range if mapped else image_range(image)
+    if not hi > lo:
+      raise SuperTinyError(f"value range ({lo}, {hi}) is empty")
     stored = image.dtype.name if image.dtype.kind == "u" else "float32"
     source = image if image.dtype.name == stored else image.astype(np.float32)
     context = reach(model, bands, alpha)
@@ -174,7 +181,7 @@ class Runner:
       warnings.warn(f"tiles overlap by {overlap} px, less than {model.name}'s receptive field needs "
                     f"({'global' if context is None else 2 * context} px): seams are feathered and the result "
                     "differs slightly from an untiled run", stacklevel=2)
-    route = Route(model.channels, bands, bool(alpha), stored, final=exact)
+    route = Route(model.channels, bands, bool(alpha), stored, final=exact, mapped=mapped)
     route.check(model.name)
     s = model.scale
     out = np.empty((height * s, width * s, bands), dtype=source.dtype)
@@ -208,7 +215,7 @@ class Runner:
           progress(done, len(tiles))
     else:
       cold = True
-      self._feathered(source, out, rows, cols, key, forward, bounds, tiles, (lo, hi), progress)
+      self._feathered(source, out, rows, cols, key, forward, bounds, tiles, (lo, hi), mapped, progress)
     if cold or any(r.evicted for r in self.pool.runners):
       self.pool.release()
     if image.dtype.kind == "f" and out.dtype != image.dtype:
@@ -217,7 +224,7 @@ class Runner:
 
   def _feathered(self, source: np.ndarray, out: np.ndarray, rows: TilePlan, cols: TilePlan, key: tuple,
                  forward: Callable[..., Tensor], bounds: np.ndarray, tiles: list[tuple[int, int]],
-                 limits: tuple[float, float], progress: Callable[[int, int], None] | None) -> None:
+                 limits: tuple[float, float], mapped: bool, progress: Callable[[int, int], None] | None) -> None:
     """Tiles blended by their weights in float32, keeping only the output rows still open (one row of tiles)."""
     s, (lo, hi) = self.model.scale, limits
     top = float(np.iinfo(out.dtype).max) if out.dtype.kind == "u" else None
@@ -245,8 +252,12 @@ class Runner:
       # rows above the next tile row get no more contributions: write them out and drop them
       finished = (rows.starts[r + 1] * s if r + 1 < len(rows.starts) else out.shape[0]) - band_top
       values = band[:finished] / band_weight[:finished]
-      out[band_top: band_top + finished] = (np.clip(np.round(values * top), 0, top) if top is not None
-                                            else values * (hi - lo) + lo)
+      if mapped:
+        values = values * (hi - lo) + lo
+        out[band_top: band_top + finished] = np.clip(np.round(values), 0, top) if top is not None else values
+      else:
+        out[band_top: band_top + finished] = (np.clip(np.round(values * top), 0, top) if top is not None
+                                              else values * (hi - lo) + lo)
       band, band_weight, band_top = band[finished:], band_weight[finished:], band_top + finished
 
 
