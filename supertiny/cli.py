@@ -452,13 +452,14 @@ def cmd_timeseries(args: argparse.Namespace) -> int:
       bar.set_postfix(loss=f"{loss:.4f}")
 
   result = study(series, scale=args.scale, revisits=args.revisits, steps=args.steps, test_every=args.test_every,
-                 seed=args.seed, progress=progress)
+                 seed=args.seed, misregistration=args.misregistration, progress=progress)
   for bar in bars.values():
     bar.close()
   if args.json:
     print(json.dumps(result, indent=2))
     return 0
-  print(f"{args.folder}: {len(series.dates)} dates; x{args.scale}, {args.revisits} revisits per target; "
+  print(f"{args.folder}: {len(series.dates)} dates; x{args.scale}, {args.revisits} revisits per target "
+        f"(misregistered up to {args.misregistration:g} px); "
         f"{result['train_targets']} training targets, {len(result['test_targets'])} held back; {args.steps} steps")
   print(f"  {'method':<34} {'cPSNR':>7} {'cSSIM':>7}")
   for row in result["results"]:
@@ -623,6 +624,9 @@ def build_parser() -> argparse.ArgumentParser:
   tsp.add_argument("--steps", type=_positive_int, default=2000, help="training steps per model [2000]")
   tsp.add_argument("--test-every", type=_positive_int, default=3, help="hold back every Nth clear date [3]")
   tsp.add_argument("--seed", type=int, default=0, help="seed of initialisation and patches [0]")
+  tsp.add_argument("--misregistration", type=float, default=1.0, metavar="PX",
+                   help="each date, as a revisit, moves by a random offset of up to PX HR pixels per axis before it "
+                        "is degraded, as real revisits do [1.0]")
   tsp.add_argument("--json", action="store_true", help="print one JSON document (with per-date scores)")
   tsp.set_defaults(run=cmd_timeseries)
 

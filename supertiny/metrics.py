@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from .ops import rgb_to_y
+from .ops import lanczos_shift_taps, rgb_to_y
 
 PEAK = 255.0
 
@@ -102,13 +102,6 @@ class CorrectedScore:
   ssim: float
   mae: float
   shift: tuple[float, float]
-
-
-def lanczos_shift_taps(shift: float, reach: int) -> np.ndarray:
-  """The 1-D taps that resample a signal at `shift` pixels: 3 sin(u) sin(u/3) / u^2 with u = pi (j - shift) + 0.001
-  at j = -reach..reach, unwindowed and unnormalised, as WorldStrat's metric has them (the 0.001 avoids u = 0)."""
-  u = math.pi * (np.arange(-reach, reach + 1) - shift) + 0.001
-  return 3 * np.sin(u) * np.sin(u / 3) / (u * u)
 
 
 def _ssim_same(a: np.ndarray, b: np.ndarray, size: int = 5, sigma: float = 1.5) -> np.ndarray:

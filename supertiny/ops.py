@@ -277,6 +277,29 @@ def upsample(x: Tensor, scale: int, method: str = "bicubic") -> Tensor:
   return pixel_shuffle(phases, scale).reshape(n, c, h * scale, w * scale)
 
 
+def lanczos_shift_taps(shift: float, reach: int) -> np.ndarray:
+  """The 1-D taps that resample a signal at `shift` pixels: 3 sin(u) sin(u/3) / u^2 with u = pi (j - shift) + 0.001
+  at j = -reach..reach, unwindowed and unnormalised, as WorldStrat's metric has them (the 0.001 avoids u = 0)."""
+  u = math.pi * (np.arange(-reach, reach + 1) - shift) + 0.001
+  return 3 * np.sin(u) * np.sin(u / 3) / (u * u)
+
+
+def shift_image(image: np.ndarray, dy: float, dx: float) -> np.ndarray:
+  """An HxW or HxWxC float image resampled at (y + dy, x + dx): Lanczos-3 taps normalised to sum 1, edges
+  repeated. Sub-pixel misregistration, as between two satellite revisits."""
+  out = np.asarray(image, dtype=np.float64)
+  for axis, shift in ((0, dy), (1, dx)):
+    if shift == 0:
+      continue
+    reach = 3 + math.ceil(abs(shift))
+    taps = lanczos_shift_taps(shift, reach)
+    taps = taps / taps.sum()
+    padded = np.pad(out, [(reach, reach) if a == axis else (0, 0) for a in range(out.ndim)], mode="edge")
+    length = out.shape[axis]
+    out = sum(taps[j] * np.take(padded, np.arange(j, j + length), axis=axis) for j in range(taps.size))
+  return out
+
+
 def modcrop(image: np.ndarray, scale: int) -> np.ndarray:
   """Crop the bottom and right so both sides are multiples of scale (the protocol's first step)."""
   h, w = image.shape[:2]

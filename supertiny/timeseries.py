@@ -26,7 +26,7 @@ from .data.landsat import TimeSeries
 from .errors import SuperTinyError
 from .metrics import corrected_metrics
 from .models import create_model
-from .ops import imresize
+from .ops import imresize, shift_image
 from .runtime.runner import forward_batch
 from .runtime.training import train_step
 from .train import training
@@ -60,20 +60,27 @@ class RevisitSample:
     return np.concatenate([self.lr[self.clearest], self.lr_clear[self.clearest][None].astype(np.float32)])
 
 
-def degrade(reflectance: np.ndarray, clear: np.ndarray, scale: int) -> tuple[np.ndarray, np.ndarray]:
-  """(C x h x w bicubic-downscaled bands with gaps filled first, h x w clear mask) of one date."""
+def degrade(reflectance: np.ndarray, clear: np.ndarray, scale: int,
+            shift: tuple[float, float] = (0.0, 0.0)) -> tuple[np.ndarray, np.ndarray]:
+  """(C x h x w bicubic-downscaled bands with gaps filled first, h x w clear mask) of one date, its HR grid first
+  moved by `shift` (rows, cols) HR pixels: a revisit's misregistration."""
   c, height, width = reflectance.shape
   invalid = ~np.isfinite(reflectance)
   filled = fill_invalid(np.moveaxis(np.nan_to_num(reflectance), 0, -1), np.moveaxis(invalid, 0, -1))
-  low = np.moveaxis(imresize(filled, 1 / scale), -1, 0).astype(np.float32)
-  low_clear = clear.reshape(height // scale, scale, width // scale, scale).all(axis=(1, 3))
+  moved = shift_image(filled, *shift)
+  moved_clear = shift_image(clear.astype(np.float64), *shift) > 0.99  # near a masked pixel is not clear
+  low = np.moveaxis(imresize(moved, 1 / scale), -1, 0).astype(np.float32)
+  low_clear = moved_clear.reshape(height // scale, scale, width // scale, scale).all(axis=(1, 3))
   return low, low_clear
 
 
 def build_samples(series: TimeSeries, scale: int, revisits: int, test_every: int = 3, min_clear: float = 0.98,
-                  train_clear: float = 0.7) -> tuple[list[RevisitSample], list[RevisitSample]]:
+                  train_clear: float = 0.7,
+                  misregistration: float = 1.0) -> tuple[list[RevisitSample], list[RevisitSample]]:
   """(train, test) samples of the study (see the module docstring); training targets need only `train_clear` of
-  their pixels clear (the loss counts clear pixels only)."""
+  their pixels clear (the loss counts clear pixels only). Each date, as a revisit, is moved by its own random
+  offset of up to `misregistration` HR pixels per axis (fixed per date) before it is degraded."""
+  offsets = np.random.default_rng(20260).uniform(-misregistration, misregistration, (len(series.dates), 2))
   count, _, height, width = series.reflectance.shape
   height, width = height - height % scale, width - width % scale
   reflectance, clear = series.reflectance[:, :, :height, :width], series.clear[:, :height, :width]
@@ -93,7 +100,7 @@ def build_samples(series: TimeSeries, scale: int, revisits: int, test_every: int
     chosen = sorted(pool, key=lambda i: (abs((series.dates[i] - series.dates[t]).days), i))[:revisits]
     for i in chosen:
       if i not in degraded:
-        degraded[i] = degrade(reflectance[i], clear[i], scale)
+        degraded[i] = degrade(reflectance[i], clear[i], scale, tuple(offsets[i]))
     lr = np.stack([degraded[i][0] for i in chosen])
     lr_clear = np.stack([degraded[i][1] for i in chosen])
     clearest = int(np.argmax(lr_clear.mean(axis=(1, 2))))  # the first (nearest) of the clearest
@@ -153,10 +160,11 @@ def score(sr: np.ndarray, sample: RevisitSample) -> tuple[float, float]:
 
 
 def study(series: TimeSeries, scale: int = 2, revisits: int = 4, steps: int = 3000, test_every: int = 3,
-          seed: int = 0, progress: Callable[[str, int, float], None] | None = None) -> dict:
+          seed: int = 0, misregistration: float = 1.0,
+          progress: Callable[[str, int, float], None] | None = None) -> dict:
   """Train the fusion model on one revisit (the clearest: single-image SR) and on `revisits`, and score them and
   bicubic on the held-back targets."""
-  train, test = build_samples(series, scale, revisits, test_every)
+  train, test = build_samples(series, scale, revisits, test_every, misregistration=misregistration)
   bands = train[0].hr.shape[0]
   targets = np.stack([np.concatenate([s.hr, s.hr_clear[None].astype(np.float32)]) for s in train])
   single = create_model("fusion", scale=scale, channels=bands, revisits=1)
@@ -177,5 +185,6 @@ def study(series: TimeSeries, scale: int = 2, revisits: int = 4, steps: int = 30
     rows.append({"method": method, "cpsnr": float(np.mean([p for p, _ in scores])),
                  "cssim": float(np.mean([q for _, q in scores])),
                  "per_date": {str(s.date): round(p, 3) for s, (p, _) in zip(test, scores, strict=True)}})
-  return {"scale": scale, "revisits": revisits, "steps": steps, "seed": seed, "train_targets": len(train),
+  return {"scale": scale, "revisits": revisits, "steps": steps, "seed": seed, "misregistration": misregistration,
+          "train_targets": len(train),
           "test_targets": [str(s.date) for s in test], "final_loss": losses, "results": rows}

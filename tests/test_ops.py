@@ -211,3 +211,16 @@ def test_integer_upsample_equals_matlab_imresize(method, scale):
     image = rng.random((h, w, 2))
     ours = upsample(Tensor(image.transpose(2, 0, 1)[None].astype(np.float32)), scale, method).numpy()[0]
     np.testing.assert_allclose(ours.transpose(1, 2, 0), imresize(image, float(scale), method=method), atol=2e-6)
+
+
+def test_shift_image_samples_the_image_between_its_pixels():
+  from supertiny.ops import shift_image
+
+  y, x = np.mgrid[0:40, 0:36].astype(np.float64)
+  wave = lambda a, b: np.sin(a / 3) * np.cos(b / 4) + 0.5 * np.sin((a + b) / 5)  # noqa: E731
+  image = np.stack([wave(y, x), wave(x, y)], axis=-1)
+  moved = shift_image(image, 1.0, -2.0)  # whole pixels: the neighbours' values
+  np.testing.assert_allclose(moved[5:-5, 5:-5], image[6:-4, 3:-7], atol=1e-3)
+  moved = shift_image(image, 0.5, -1.5)  # between pixels: the function there (Lanczos-3: to 1% of its range)
+  expected = np.stack([wave(y + 0.5, x - 1.5), wave(x - 1.5, y + 0.5)], axis=-1)
+  np.testing.assert_allclose(moved[6:-6, 6:-6], expected[6:-6, 6:-6], atol=0.03)

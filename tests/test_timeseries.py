@@ -76,7 +76,8 @@ def test_held_back_dates_never_feed_training_and_revisits_are_the_nearest(series
     assert sample.lr.shape == (3, 3, 8, 9) and np.isfinite(sample.lr).all()
     fractions = sample.lr_clear.mean(axis=(1, 2))
     assert fractions[sample.clearest] == fractions.max()
-    assert sample.fusion_input()[3].mean() == pytest.approx(fractions.max())  # the clearest revisit comes first, mask after bands
+    # the clearest revisit comes first, its mask after its bands
+    assert sample.fusion_input()[3].mean() == pytest.approx(fractions.max())
 
 
 def test_the_study_command_runs_and_reports_three_methods(series_folder, capsys):

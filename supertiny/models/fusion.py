@@ -1,9 +1,9 @@
 """Multi-revisit fusion in the spirit of HighRes-net (Deudon et al. 2020), WorldStrat's multi-frame baseline: every
 revisit is encoded by the same network beside a reference (the first revisit, by convention the clearest: a scene
 changes between dates, so a mean of dates is further from any one of them), the encodings are fused by learned
-per-pixel attention over the revisits that are clear there, and a pixel shuffle decodes the fused features into the
-residual over the reference's bicubic upscale. With one revisit it is a single-image model of the same design (the
-study in supertiny.timeseries compares the two).
+per-pixel attention over the revisits that are clear there and set beside the reference's own features, and a pixel
+shuffle decodes them into the residual over the reference's bicubic upscale. With one revisit it is a single-image
+model of the same design (the study in supertiny.timeseries compares the two).
 
 Input: N x k(C+1) x H x W, each revisit's C bands followed by its clear mask (1 clear, 0 cloud, shadow or no
 data; masked pixels may hold anything finite, gap-filled values are best), the clearest revisit first. Output:
@@ -20,8 +20,8 @@ from .layers import ResBlock, conv
 from .registry import register
 
 
-@register("fusion", "multi-revisit fusion (HighRes-net-style): a shared encoder per revisit beside the clear-pixel "
-                    "mean, per-pixel attention over clear revisits, pixel shuffle; input k x (bands + clear mask)")
+@register("fusion", "multi-revisit fusion (HighRes-net-style): a shared encoder per revisit beside the clearest, "
+                    "per-pixel attention over clear revisits, pixel shuffle; input k x (bands + clear mask)")
 class RevisitFusion(SRNet):
   name = "fusion"
 
@@ -33,7 +33,7 @@ class RevisitFusion(SRNet):
     self.input_channels = revisits * (self.channels + 1)
     self.encode = [conv(2 * self.channels + 1, width, 3), *[ResBlock(width) for _ in range(blocks)]]
     self.attend = conv(width, 1, 3)
-    self.decode = [conv(width, width, 3), conv(width, self.channels * scale * scale, 3)]
+    self.decode = [conv(2 * width, width, 3), conv(width, self.channels * scale * scale, 3)]
     self.receptive_field = 1 + 2 * (1 + 2 * blocks) + 2 + 2 * 2
 
   def __call__(self, x: Tensor) -> Tensor:
@@ -46,6 +46,9 @@ class RevisitFusion(SRNet):
     features = pairs.reshape(n * k, 2 * c + 1, h, w).sequential(self.encode).relu()
     width = features.shape[1]
     logits = self.attend(features).reshape(n, k, 1, h, w) + (clear - 1) * 1e4  # cloudy revisits get no weight
-    fused = (features.reshape(n, k, width, h, w) * logits.softmax(axis=1)).sum(1)
+    per_revisit = features.reshape(n, k, width, h, w)
+    pooled = (per_revisit * logits.softmax(axis=1)).sum(1)
+    # the reference's own features beside the pooled ones: what the other revisits add cannot dilute it
+    fused = Tensor.cat(per_revisit[:, 0], pooled, dim=1)
     residual = self.decode[1](self.decode[0](fused).relu())
     return pixel_shuffle(residual, self.scale) + upsample(reference, self.scale)

@@ -337,15 +337,15 @@ class ConvTransformer(nn.Module):
 
 class RevisitFusion(nn.Module):
   """Multi-revisit fusion: a shared encoder (conv, residual blocks) over each revisit beside the first, attention
-  logits per revisit and pixel (cloudy ones pushed to -1e4), softmax over revisits, decoder and pixel shuffle onto
-  the first revisit's MATLAB bicubic upscale."""
+  logits per revisit and pixel (cloudy ones pushed to -1e4), softmax over revisits, the first revisit's features
+  beside the pooled ones, decoder and pixel shuffle onto the first revisit's MATLAB bicubic upscale."""
 
   def __init__(self, scale: int, channels: int, revisits: int, width: int = 32, blocks: int = 2):
     super().__init__()
     self.scale, self.channels, self.revisits = scale, channels, revisits
     self.encode = nn.ModuleList([same_conv(2 * channels + 1, width, 3), *[ResBlock(width) for _ in range(blocks)]])
     self.attend = same_conv(width, 1, 3)
-    self.decode = nn.ModuleList([same_conv(width, width, 3), same_conv(width, channels * scale * scale, 3)])
+    self.decode = nn.ModuleList([same_conv(2 * width, width, 3), same_conv(width, channels * scale * scale, 3)])
 
   def forward(self, x):
     n, _, h, w = x.shape
@@ -358,6 +358,7 @@ class RevisitFusion(nn.Module):
       features = layer(features)
     features = F.relu(features)
     weights = torch.softmax(self.attend(features).view(n, k, 1, h, w) + (clear - 1) * 1e4, dim=1)
-    fused = (features.view(n, k, -1, h, w) * weights).sum(1)
+    per_revisit = features.view(n, k, -1, h, w)
+    fused = torch.cat([per_revisit[:, 0], (per_revisit * weights).sum(1)], 1)
     residual = self.decode[1](F.relu(self.decode[0](fused)))
     return F.pixel_shuffle(residual, self.scale) + matlab_bicubic_up(reference, self.scale)
