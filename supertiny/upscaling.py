@@ -41,9 +41,8 @@ def upscale(image: Any, model: str | SRModel | None = None, scale: int | None = 
   if isinstance(image, Image.Image):
     return _upscale_pil(model, image, tile, overlap)
   array = np.asarray(image)
-  if array.ndim not in (2, 3) or array.dtype.kind not in "uf" or array.dtype.itemsize > 8:
-    raise SuperTinyError(f"expected an HxW or HxWxC image of unsigned integers or floats, got {array.dtype} "
-                         f"{array.shape}")
+  if array.ndim not in (2, 3) or array.dtype.kind not in "uif" or array.dtype.itemsize > 8:
+    raise SuperTinyError(f"expected an HxW or HxWxC image of integers or floats, got {array.dtype} {array.shape}")
   _check_size(array, "image")
   out = upscale_raster(model, Raster(array if array.ndim == 3 else array[..., None], alpha=None), tile,
                        overlap, radiometry=radiometry).pixels

@@ -242,3 +242,34 @@ def test_jobs_write_the_same_files_and_report_the_same_errors(capsys, tmp_path):
   assert sorted(files1) == ["crop0.png", "crop1.png", "crop2.png"]
   assert files1 == files2                                   # byte for byte
   assert [line.replace("out1", "out2") for line in lines1] == lines2
+
+
+def test_an_int16_landsat_band_keeps_its_type_nodata_and_georeferencing(tmp_path):
+  """Landsat surface reflectance is int16 x 10000 with nodata -9999 (rasterio writes it; GDAL reads the result)."""
+  rasterio = pytest.importorskip("rasterio")
+  from rasterio.transform import from_origin
+
+  from supertiny.cli import main
+  from supertiny.ops import imresize
+
+  y, x = np.mgrid[0:30, 0:32]
+  band = np.round(1500 + 900 * np.sin(x / 4) * np.cos(y / 5)).astype(np.int16)
+  band[10:12, 7:9] = -9999
+  source = tmp_path / "LT05_sr_b3.tif"
+  profile = {"driver": "GTiff", "width": 32, "height": 30, "count": 1, "dtype": "int16", "nodata": -9999,
+             "crs": "EPSG:32613", "transform": from_origin(336375, 4462425, 30, 30)}
+  with rasterio.open(source, "w", **profile) as dst:
+    dst.write(band, 1)
+  assert main(["upscale", "--model", "bicubic", "--scale", "2", "--radiometry", "landsat-sr", str(source), "-o",
+               str(tmp_path / "x2.tif")]) == 0
+  with rasterio.open(tmp_path / "x2.tif") as src:
+    out = src.read(1)
+    assert src.dtypes[0] == "int16" and src.nodata == -9999 and src.res == (15.0, 15.0)
+    assert src.bounds == pytest.approx((336375, 4462425 - 900, 336375 + 960, 4462425))
+  holes = np.zeros((30, 32), bool)
+  holes[10:12, 7:9] = True
+  assert (out[holes.repeat(2, 0).repeat(2, 1)] == -9999).all()
+  far = np.ones((60, 64), bool)
+  far[14:30, 8:24] = False  # pixels whose bicubic taps reach the filled hole
+  reference = np.round(imresize(band.astype(np.float64), 2))
+  assert np.abs(out[far] - reference[far]).max() <= 1

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import SuperTinyError
-from .images import check_tiff_pixels, decode_failure
+from .raster import read_raster
 
 REFLECTANCE_SCALE = 10000.0
 NODATA = -9999
@@ -49,22 +49,11 @@ def scene_date(scene: str) -> tuple[datetime.date, str]:
 
 
 def _read_band(path: Path) -> np.ndarray:
-  """One band of a GeoTIFF as H x W (int16 included, which the image readers do not take)."""
-  import tifffile
-
-  if not path.is_file():
-    raise SuperTinyError(f"{path}: no such file")
-  try:
-    with tifffile.TiffFile(path) as tif:
-      check_tiff_pixels(path, tif)
-      pixels = tif.pages[0].asarray()
-  except SuperTinyError:
-    raise
-  except Exception as exc:  # noqa: BLE001 (decoders of untrusted bytes fail in many ways: each is this file's)
-    raise SuperTinyError(f"{path}: not a readable image ({decode_failure(exc)})") from exc
-  if pixels.ndim != 2 or pixels.dtype.kind not in "iuf":
-    raise SuperTinyError(f"{path}: {pixels.dtype} array of shape {pixels.shape}, not one band of values")
-  return pixels
+  """One band of a GeoTIFF as H x W."""
+  pixels = read_raster(path).pixels
+  if pixels.shape[2] != 1:
+    raise SuperTinyError(f"{path}: {pixels.shape[2]} bands; a scene's band files hold one each")
+  return pixels[..., 0]
 
 
 def read_time_series(folder: str | Path, bands: tuple[str, ...] = ("b3", "b4", "b5")) -> TimeSeries:

@@ -77,8 +77,8 @@ def read_raster(path: str | Path) -> Raster:
     raise
   except Exception as exc:  # noqa: BLE001 (decoders of untrusted bytes fail in many ways: each is this file's)
     raise SuperTinyError(f"{path}: not a readable image ({decode_failure(exc)})") from exc
-  if pixels.dtype not in (np.uint8, np.uint16, np.float32, np.float64):
-    raise SuperTinyError(f"{path}: {pixels.dtype} TIFFs are not supported (8/16-bit unsigned or 32/64-bit float)")
+  if pixels.dtype not in (np.uint8, np.uint16, np.int8, np.int16, np.float32, np.float64):
+    raise SuperTinyError(f"{path}: {pixels.dtype} TIFFs are not supported (8/16-bit integers or 32/64-bit float)")
   if separate:
     pixels = np.moveaxis(pixels, 0, -1)
   if pixels.ndim == 2:

@@ -85,9 +85,10 @@ def even_tile(length: int, tile: int, overlap: int, count: int | None = None) ->
 
 
 def image_range(image: np.ndarray) -> tuple[float, float]:
-  """The values that map to [0, 1] for the model: the dtype's range for integers; for floats [0, 1] when the data
-  lies inside it, else the data's own finite minimum and maximum (reflectances, digital numbers stored as float)."""
-  if image.dtype.kind in "ui":
+  """The values that map to [0, 1] for the model: the dtype's range for unsigned integers; for floats [0, 1] when
+  the data lies inside it, else the data's own finite minimum and maximum (reflectances, digital numbers stored as
+  float), as for signed integers (int16 reflectance x 10000, elevations)."""
+  if image.dtype.kind == "u":
     return 0.0, float(np.iinfo(image.dtype).max)
   finite = image[np.isfinite(image)]
   if finite.size == 0:
@@ -156,9 +157,9 @@ class Runner:
     squeeze = image.ndim == 2
     if squeeze:
       image = image[:, :, None]
-    if image.ndim != 3 or image.dtype.kind not in "uf" or (image.dtype.kind == "u" and image.itemsize > 2):
-      raise SuperTinyError(f"expected an HxW or HxWxC image of uint8, uint16 or floats, got {image.dtype} "
-                           f"{image.shape}")
+    if image.ndim != 3 or image.dtype.kind not in "uif" or (image.dtype.kind in "ui" and image.itemsize > 2):
+      raise SuperTinyError(f"expected an HxW or HxWxC image of uint8, uint16, int8, int16 or floats, got "
+                           f"{image.dtype} {image.shape}")
     height, width, bands = image.shape
     model = self.model
     stacked = getattr(model, "input_channels", None)
@@ -218,7 +219,10 @@ class Runner:
       self._feathered(source, out, rows, cols, key, forward, bounds, tiles, (lo, hi), mapped, progress)
     if cold or any(r.evicted for r in self.pool.runners):
       self.pool.release()
-    if image.dtype.kind == "f" and out.dtype != image.dtype:
+    if image.dtype.kind == "i":  # signed integers go through float32, and come back rounded into their range
+      info = np.iinfo(image.dtype)
+      out = np.clip(np.round(out), info.min, info.max).astype(image.dtype)
+    elif image.dtype.kind == "f" and out.dtype != image.dtype:
       out = out.astype(image.dtype)
     return out[..., 0] if squeeze else out
 
