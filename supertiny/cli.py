@@ -331,8 +331,17 @@ def cmd_eval(args: argparse.Namespace) -> int:
   if args.lr_dirs and len(args.lr_dirs) != len(args.dirs):
     raise SuperTinyError(f"--lr-dir given {len(args.lr_dirs)} time(s) for {len(args.dirs)} HR folder(s): give one "
                          "per folder")
+  if bool(args.dirs) == bool(args.worldstrat):
+    raise SuperTinyError("give HR folders or --worldstrat ROOT (one of the two)")
   model = load_model(args.model, args.scale, args.channels, args.weights)
   results = []
+  if args.worldstrat:
+    from .evaluate import evaluate_worldstrat
+
+    args.metric = "cpsnr"
+    with tqdm(desc="WorldStrat", unit="AOI", leave=False, disable=not sys.stderr.isatty()) as bar:
+      results.append(evaluate_worldstrat(model, args.worldstrat, args.split, args.shift_window,
+                                         progress=lambda _name: bar.update()))
   for i, folder in enumerate(args.dirs):
     lr_folder = args.lr_dirs[i] if args.lr_dirs else None
     with tqdm(desc=Path(folder).name, unit="img", leave=False, disable=not sys.stderr.isatty()) as bar:
@@ -348,7 +357,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
       doc["datasets"][r.name] = entry
     print(json.dumps(doc, indent=2))
     return 0
-  space = "Y" if args.space == "y" else "RGB"
+  space = "R, G, B" if args.worldstrat else "Y" if args.space == "y" else "RGB"
   if args.metric == "cpsnr":
     print(f"model {args.model}, x{args.scale}, cPSNR/cSSIM on {space} (shift- and brightness-corrected, "
           f"{args.shift_window} window, peak 1)")
@@ -356,12 +365,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
     print(f"model {args.model}, x{args.scale}, PSNR/SSIM on {space}, shave {args.scale}")
   names = ("cPSNR", "cSSIM") if args.metric == "cpsnr" else ("PSNR", "SSIM")
   for r in results:
+    column = max([16, *(len(s.name) for s in r.images)]) if args.per_image else 16
     print(f"\n{r.name} ({len(r.images)} images)")
-    print(f"  {'image':<16} {names[0]:>8} {names[1]:>7}")
+    print(f"  {'image':<{column}} {names[0]:>8} {names[1]:>7}")
     if args.per_image:
       for s in r.images:
-        print(f"  {s.name:<16} {s.psnr:8.2f} {s.ssim:7.4f}")
-    print(f"  {'mean':<16} {r.psnr:8.2f} {r.ssim:7.4f}")
+        print(f"  {s.name:<{column}} {s.psnr:8.2f} {s.ssim:7.4f}")
+    print(f"  {'mean':<{column}} {r.psnr:8.2f} {r.ssim:7.4f}")
   return 0
 
 
@@ -490,7 +500,12 @@ def build_parser() -> argparse.ArgumentParser:
                       description="Each DIR is a folder of HR images named after its dataset. Every image is "
                                   "modcropped, degraded with MATLAB bicubic, super-resolved and scored with "
                                   "PSNR/SSIM on the Y channel with a border shave of SCALE pixels.")
-  ev.add_argument("dirs", nargs="+", metavar="DIR", help="folder of HR images")
+  ev.add_argument("dirs", nargs="*", metavar="DIR", help="folder of HR images")
+  ev.add_argument("--worldstrat", metavar="ROOT",
+                  help="score on a WorldStrat root instead of folders: each AOI's clearest revisit (true colour) "
+                       "upscaled, resampled to the SPOT grid and scored by cPSNR/cSSIM (docs/satellite.md)")
+  ev.add_argument("--split", choices=("train", "val", "test", "all"), default="test",
+                  help="--worldstrat: the split to score [test]")
   ev.add_argument("--model", default="bicubic", help="model name (see `supertiny zoo`) or checkpoint file [bicubic]")
   ev.add_argument("--scale", type=_positive_int, required=True, help="upscaling factor")
   ev.add_argument("--weights", metavar="FILE", help="weights for a learned model (.pth/.pt state dict, .safetensors)")

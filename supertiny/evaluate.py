@@ -83,3 +83,27 @@ def evaluate_folder(model: SRModel, folder: str | Path, scale: int, lr_folder: s
     if progress is not None:
       progress(path.name)
   return result
+
+
+def evaluate_worldstrat(model: SRModel, root: str | Path, split: str = "test", window: str = "symmetric",
+                        progress: Callable[[str], None] | None = None) -> DatasetScore:
+  """Score a single-image `model` on a WorldStrat split (supertiny.data.worldstrat) by cPSNR/cSSIM: each AOI's
+  clearest L2A revisit in true colour (B04, B03, B02 reflectance) is upscaled by the model's integer scale and
+  resampled to the HR grid with MATLAB bicubic (WorldStrat's ratio is not an integer: 10 m to 1.5 m), then scored
+  against the SPOT R, G, B (over 10000) with the brightness and shift correction that also absorbs the two sensors'
+  calibration offsets."""
+  from .data.worldstrat import WorldStrat
+  from .ops import imresize
+
+  dataset = WorldStrat(root, split, revisits=1, select="clearest", bands="rgb")
+  result = DatasetScore(f"WorldStrat {split}")
+  for sample in dataset:
+    lr = np.moveaxis(sample.lr[0], 0, -1)
+    sr = upscale_tiled(model, lr, tile=_whole_if_global(model, lr), value_range=(0.0, 1.0))
+    hr = np.moveaxis(sample.hr, 0, -1)
+    on_grid = imresize(sr.astype(np.float64), size=hr.shape[:2])
+    corrected = corrected_metrics(on_grid, hr.astype(np.float64), window=window)
+    result.images.append(ImageScore(sample.name, corrected.psnr, corrected.ssim))
+    if progress is not None:
+      progress(sample.name)
+  return result

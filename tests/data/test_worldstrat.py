@@ -115,3 +115,19 @@ def test_the_commands_write_and_list_a_root(tmp_path, capsys):
   assert "UNHCR-NGAs037482" in capsys.readouterr().out
   assert main(["worldstrat", "miniature", str(out)]) == 1
   assert "exists and is not empty" in capsys.readouterr().err
+
+
+def test_eval_scores_a_model_on_a_worldstrat_split(root, capsys):
+  import json
+
+  means = {}
+  for model in ("nearest", "bicubic"):
+    with warnings.catch_warnings():
+      warnings.simplefilter("ignore")
+      assert main(["eval", "--worldstrat", str(root), "--split", "all", "--model", model, "--scale", "3",
+                   "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["metric"] == "cpsnr" and doc["datasets"]["WorldStrat all"]["images"] == len(AOIS)
+    means[model] = doc["datasets"]["WorldStrat all"]["psnr"]
+  assert means["bicubic"] > means["nearest"] + 1  # the scenes are smooth: bicubic is the better guess
+  assert main(["eval", "--worldstrat", str(root), "tests/assets/Set5", "--scale", "3"]) == 1
