@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from .data.images import list_images, to_float
-from .data.pairs import degrade, load_pair, match_lr_files, min_side  # noqa: F401  (the protocol's public names)
+from .data.pairs import degrade, load_pair, load_raster_pair, match_lr_files, min_side  # noqa: F401  (public names)
 from .infer import upscale_tiled
 from .metrics import corrected_metrics, evaluate_pair
 from .models.registry import SRModel
@@ -54,10 +54,15 @@ def score(sr: np.ndarray, hr: np.ndarray, scale: int, space: str = "y", metric: 
     return evaluate_pair(to_float(sr), to_float(hr), scale, space)
   if metric != "cpsnr":
     raise ValueError(f"unknown metric {metric!r}: use one of {', '.join(METRICS)}")
-  a, b = to_float(sr), to_float(hr)
-  if space == "y" and a.ndim == 3 and a.shape[2] == 3:
-    a, b = rgb_to_y(a), rgb_to_y(b)
-  corrected = corrected_metrics(a, b, window=window)
+  return corrected_score(to_float(sr), to_float(hr), space, window)
+
+
+def corrected_score(sr: np.ndarray, hr: np.ndarray, space: str = "y", window: str = "symmetric") -> tuple[float, float]:
+  """(cPSNR, cSSIM) of float HxWxC images where 1 is full scale; `space="y"` scores the Y of RGB images."""
+  sr, hr = sr.astype(np.float64), hr.astype(np.float64)
+  if space == "y" and sr.ndim == 3 and sr.shape[2] == 3:
+    sr, hr = rgb_to_y(sr), rgb_to_y(hr)
+  corrected = corrected_metrics(sr, hr, window=window)
   return corrected.psnr, corrected.ssim
 
 
@@ -77,8 +82,13 @@ def evaluate_folder(model: SRModel, folder: str | Path, scale: int, lr_folder: s
   lr_files = match_lr_files(hr_files, lr_folder) if lr_folder is not None else {}
   result = DatasetScore(folder.resolve().name)
   for path in hr_files:
-    lr, hr = load_pair(path, scale, lr_files.get(path))
-    p, s = score(upscale_tiled(model, lr, tile=_whole_if_global(model, lr)), hr, scale, space, metric, window)
+    if metric == "cpsnr":  # satellite pairs: float rasters as they are, nothing rounded
+      lr, hr = load_raster_pair(path, scale, lr_files.get(path))
+      sr = upscale_tiled(model, lr.astype(np.float32), tile=_whole_if_global(model, lr), value_range=(0.0, 1.0))
+      p, s = corrected_score(sr, hr, space, window)
+    else:
+      lr, hr = load_pair(path, scale, lr_files.get(path))
+      p, s = score(upscale_tiled(model, lr, tile=_whole_if_global(model, lr)), hr, scale, space, metric, window)
     result.images.append(ImageScore(path.stem, p, s))
     if progress is not None:
       progress(path.name)

@@ -12,6 +12,7 @@ from ..metrics import gaussian_window
 from ..ops import imresize, modcrop
 from .cache import cached_degrade
 from .images import list_images, read_image
+from .raster import read_raster
 
 
 def _colour_only(array: np.ndarray, path: Path) -> np.ndarray:
@@ -62,6 +63,26 @@ def load_pair(hr_path: Path, scale: int, lr_path: Path | None = None, check_size
     raise SuperTinyError(f"{lr_path}: {lr.shape[1]}x{lr.shape[0]} times {scale} does not match its HR image "
                          f"{hr_path.name} ({hr.shape[1]}x{hr.shape[0]} after modcrop)")
   return lr, hr[: want[0], : want[1]]
+
+
+def load_raster_pair(hr_path: Path, scale: int, lr_path: Path | None = None) -> tuple[np.ndarray, np.ndarray]:
+  """(LR, HR) as float64 HxWxC for satellite pairs scored with shift correction: float rasters (reflectance) as
+  they are, integers over their dtype's range; HR modcropped; LR read from lr_path (it must be HR / scale) or
+  degraded from HR with MATLAB bicubic, not rounded."""
+  def as_float(pixels: np.ndarray) -> np.ndarray:
+    if pixels.dtype.kind == "f":
+      return pixels.astype(np.float64)
+    return pixels.astype(np.float64) / np.iinfo(pixels.dtype).max
+
+  hr = modcrop(as_float(read_raster(hr_path).pixels), scale)
+  if lr_path is None:
+    return imresize(hr, 1.0 / scale), hr
+  lr = as_float(read_raster(lr_path).pixels)
+  expected = (hr.shape[0] // scale, hr.shape[1] // scale, hr.shape[2])
+  if lr.shape != expected:
+    raise SuperTinyError(f"{lr_path}: {lr.shape[1]}x{lr.shape[0]}x{lr.shape[2]}, expected "
+                         f"{expected[1]}x{expected[0]}x{expected[2]} for {hr_path} at x{scale}")
+  return lr, hr
 
 
 def match_lr_files(hr_files: list[Path], lr_folder: str | Path) -> dict[Path, Path]:
