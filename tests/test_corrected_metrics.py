@@ -136,21 +136,22 @@ def test_eval_cpsnr_takes_float_reflectance_pairs(tmp_path, capsys):
   import tifffile
 
   from supertiny.cli import main
-
   from supertiny.ops import imresize
 
   hr = (imresize(_waves((48, 48), (0, 0)), 2) * 0.4).astype(np.float32)  # half the waves' frequencies
   lr = hr.reshape(24, 4, 24, 4, 3).mean(axis=(1, 3))  # another sensor: a box average, not bicubic
   for name, image in (("hr", hr), ("lr", lr)):
     (tmp_path / name).mkdir()
-    tifffile.imwrite(tmp_path / name / "pair.tif", np.moveaxis(image, -1, 0), planarconfig="separate")
+    tifffile.imwrite(tmp_path / name / "pair.tif", np.moveaxis(image, -1, 0), photometric="minisblack",
+                     planarconfig="separate")
   means = {}
   for model in ("nearest", "bicubic"):
     assert main(["eval", "--metric", "cpsnr", "--space", "rgb", "--scale", "4", "--model", model, "--json",
                  "--lr-dir", str(tmp_path / "lr"), str(tmp_path / "hr")]) == 0
     means[model] = json.loads(capsys.readouterr().out)["datasets"]["hr"]["psnr"]
   assert means["bicubic"] > means["nearest"] + 1 and means["bicubic"] > 30
-  tifffile.imwrite(tmp_path / "lr" / "pair.tif", np.zeros((3, 20, 24), np.float32), planarconfig="separate")
+  tifffile.imwrite(tmp_path / "lr" / "pair.tif", np.zeros((3, 20, 24), np.float32), photometric="minisblack",
+                   planarconfig="separate")
   assert main(["eval", "--metric", "cpsnr", "--scale", "4", "--lr-dir", str(tmp_path / "lr"),
                str(tmp_path / "hr")]) == 1
   assert "24x20x3, expected 24x24x3" in capsys.readouterr().err
