@@ -112,8 +112,7 @@ def evaluate_worldstrat(model: SRModel, root: str | Path, split: str = "test", w
     sr = upscale_tiled(model, lr, tile=_whole_if_global(model, lr), value_range=(0.0, 1.0))
     hr = np.moveaxis(sample.hr, 0, -1)
     on_grid = imresize(sr.astype(np.float64), size=hr.shape[:2])
-    corrected = corrected_metrics(on_grid, hr.astype(np.float64), window=window)
-    result.images.append(ImageScore(sample.name, corrected.psnr, corrected.ssim))
+    result.images.append(ImageScore(sample.name, *corrected_score(on_grid, hr, "rgb", window)))
     if progress is not None:
       progress(sample.name)
   return result

@@ -11,7 +11,7 @@ from ..errors import SuperTinyError
 from ..metrics import gaussian_window
 from ..ops import imresize, modcrop
 from .cache import cached_degrade
-from .images import list_images, read_image
+from .images import list_images, read_image, to_float
 from .raster import read_raster
 
 
@@ -70,9 +70,7 @@ def load_raster_pair(hr_path: Path, scale: int, lr_path: Path | None = None) -> 
   they are, integers over their dtype's range; HR modcropped; LR read from lr_path (it must be HR / scale) or
   degraded from HR with MATLAB bicubic, not rounded."""
   def as_float(pixels: np.ndarray) -> np.ndarray:
-    if pixels.dtype.kind == "f":
-      return pixels.astype(np.float64)
-    return pixels.astype(np.float64) / np.iinfo(pixels.dtype).max
+    return pixels.astype(np.float64) if pixels.dtype.kind == "f" else to_float(pixels)
 
   hr = modcrop(as_float(read_raster(hr_path).pixels), scale)
   if lr_path is None:

@@ -28,7 +28,7 @@ import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, nullcontext
 from typing import TypeVar
 
 import numpy as np
@@ -190,10 +190,8 @@ class DeviceRunner:
     if (jit.cnt < 2 or jit.bound is None) and getattr(_worker, "replay_only", False):
       raise Cold  # capturing, or replaying through tinygrad, whose device state is not for two threads at once
     filled = [write_into(s, a) for s, a in zip(slots, inputs, strict=True)]
-    if jit.cnt < 2:
-      with lowering:
-        return host_array(jit(*filled), copy=copy)
-    return host_array(jit(*filled), copy=copy)
+    with lowering if jit.cnt < 2 else nullcontext():  # lowering happens only while capturing
+      return host_array(jit(*filled), copy=copy)
 
   def __call__(self, x: np.ndarray) -> np.ndarray:
     """The model's float32 output for a float32 NCHW batch (computed in the weights' dtype)."""
