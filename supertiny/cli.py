@@ -477,6 +477,28 @@ def cmd_timeseries(args: argparse.Namespace) -> int:
   return 0
 
 
+def cmd_paper(args: argparse.Namespace) -> int:
+  from .paper import FULL, METHODS, QUICK, Budget, ablation, study
+
+  budget = QUICK if args.quick else FULL
+  if args.steps is not None:
+    budget = Budget(args.steps, budget.batch, budget.patch, budget.cores)
+  settings = args.settings.split(",") if args.settings else ["paper", "ours"]
+  if args.ablate:
+    settings += [s for s in ablation("paper") if s not in settings]
+  out = args.out or ("runs/paper-quick" if args.quick else "runs/paper")
+  methods = args.methods.split(",") if args.methods else tuple(METHODS)
+  result = study(args.data, out, budget, settings, methods, resume=args.resume,
+                 devices=_device_list(args.devices) if args.devices else (), report_only=args.report,
+                 report=lambda line: print(line, file=sys.stderr), progress=sys.stderr.isatty())
+  if args.json:
+    print(json.dumps(result["rows"], indent=2))
+    return 0
+  print(Path(result["written"]["md"]).read_text(), end="")
+  print(f"report: {', '.join(str(p) for p in result['written'].values())}")
+  return 0
+
+
 def cmd_export(args: argparse.Namespace) -> int:
   from .checkpoint import export_weights
 
@@ -644,6 +666,31 @@ def build_parser() -> argparse.ArgumentParser:
                         "is degraded, as real revisits do [1.0]")
   tsp.add_argument("--json", action="store_true", help="print one JSON document (with per-date scores)")
   tsp.set_defaults(run=cmd_timeseries)
+
+  pp = sub.add_parser("paper", help="the seed paper's study: five methods and three interpolations, trained in the "
+                                     "paper's setting and ours (resumable; docs/paper.md)",
+                      description="Trains single-kernel, transposed-conv, srcnn (5-5-3), espcn and conv-transformer "
+                                  "x4 on a fixed set of photo pairs in each setting, scores them and nearest, linear "
+                                  "and bicubic on the test pairs, and writes results.{md,csv,json} and figures to "
+                                  "--out. Settings: 'paper', 'ours', or either with switches changed: "
+                                  "paper+loss (our loss), ours+batchnorm=running; switches: batchnorm, loss, "
+                                  "schedule, clip, augment, residual, tokens (docs/paper.md).")
+  pp.add_argument("--data", default="../shared/datasets/BSDS200",
+                  help="photos to make 100 pairs from (centre 320x320 crops, 80 train / 20 test), or a folder of "
+                       "pairs as it is: train/{LR,HR} and test/{LR,HR} (or val, low_res/high_res), or one {LR,HR} "
+                       "pool split by name [../shared/datasets/BSDS200]")
+  pp.add_argument("--out", help="study folder [runs/paper, or runs/paper-quick with --quick]")
+  pp.add_argument("--quick", action="store_true", help="40 steps of batch 4 on 24x24 LR patches (minutes, not days)")
+  pp.add_argument("--steps", type=_positive_int, help="training steps per run [2000; 40 with --quick]")
+  pp.add_argument("--settings", help="comma-separated settings [paper,ours]")
+  pp.add_argument("--ablate", action="store_true", help="add the paper's setting with each switch changed alone")
+  pp.add_argument("--methods", help="comma-separated methods [all: single-kernel,transposed-conv,srcnn,espcn,"
+                                    "conv-transformer]")
+  pp.add_argument("--devices", metavar="N|DEV,DEV", help="train data-parallel over these devices (as train does)")
+  pp.add_argument("--resume", action="store_true", help="continue unfinished runs (finished ones are kept)")
+  pp.add_argument("--report", action="store_true", help="only score the runs there are and rewrite the report")
+  pp.add_argument("--json", action="store_true", help="print the table's rows as JSON")
+  pp.set_defaults(run=cmd_paper)
 
   zoo = sub.add_parser("zoo", help="list every model with its parameter count, receptive field and scales")
   zoo.add_argument("--scale", type=_positive_int, default=4, help="scale to size the models for [4]")

@@ -15,7 +15,7 @@ from .images import list_images, read_image, to_float
 from .raster import read_raster
 
 
-def _colour_only(array: np.ndarray, path: Path) -> np.ndarray:
+def colour_only(array: np.ndarray, path: Path) -> np.ndarray:
   bands = array.shape[2]
   if bands in (2, 4):
     return array[..., :-1]  # alpha carries no detail to score or learn
@@ -47,7 +47,7 @@ def load_pair(hr_path: Path, scale: int, lr_path: Path | None = None, check_size
 
   `check_size` refuses images too small to score (training pairs only need to be at least one LR pixel); `cache`
   is a folder that keeps degraded images between runs (data.cache)."""
-  hr = _colour_only(read_image(hr_path), hr_path)
+  hr = colour_only(read_image(hr_path), hr_path)
   if check_size:
     _check_size(hr, scale, hr_path)
   elif min(hr.shape[:2]) < scale:
@@ -55,7 +55,7 @@ def load_pair(hr_path: Path, scale: int, lr_path: Path | None = None, check_size
   hr = modcrop(hr, scale)
   if lr_path is None:
     return (degrade(hr, scale) if cache is None else cached_degrade(hr, scale, degrade, cache)), hr
-  lr = _colour_only(read_image(lr_path), lr_path)
+  lr = colour_only(read_image(lr_path), lr_path)
   if lr.shape[2] != hr.shape[2]:
     raise SuperTinyError(f"{lr_path}: {lr.shape[2]} channels but its HR image {hr_path.name} has {hr.shape[2]}")
   want = (lr.shape[0] * scale, lr.shape[1] * scale)

@@ -5,7 +5,8 @@ from __future__ import annotations
 from tinygrad import Tensor, nn
 from tinygrad.nn.state import get_parameters
 
-from .layers import activation
+from ..ops import resize
+from .layers import BICUBIC_TAPS, activation
 
 
 class SRNet:
@@ -52,4 +53,21 @@ class ConvUnit:
     return self.act(x)
 
 
-__all__ = ["ConvUnit", "SRNet"]
+class BicubicResidual:
+  """`net(x) + bicubic(x)`: the model learns only what bicubic misses (VDSR's global residual), so an untrained
+  one starts near bicubic instead of near noise. Built by `create_model(..., residual=True)`."""
+
+  def __init__(self, net: SRNet):
+    self.net = net
+    self.name, self.scale, self.channels = net.name, net.scale, net.channels
+    reach = getattr(net, "receptive_field", None)
+    self.receptive_field = None if reach is None else max(reach, BICUBIC_TAPS)
+
+  def parameters(self) -> list[Tensor]:
+    return get_parameters(self)
+
+  def __call__(self, x: Tensor) -> Tensor:
+    return self.net(x) + resize(x, float(self.scale))
+
+
+__all__ = ["BicubicResidual", "ConvUnit", "SRNet"]

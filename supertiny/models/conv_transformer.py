@@ -13,6 +13,7 @@ from tinygrad import Tensor, nn
 
 from ..ops import pixel_shuffle, resize
 from .base import SRNet
+from .layers import PatchExpand
 from .registry import create_model, register
 from .swinir import image_of, mirror_pad_to, tokens_of
 
@@ -71,7 +72,7 @@ class ConvTransformer(SRNet):
     if upsampler == "pixelshuffle":
       self.upsample = nn.Conv2d(dim, self.channels * block * block, 1)
     else:
-      self.upsample = nn.ConvTranspose2d(dim, self.channels, block, stride=block)
+      self.upsample = PatchExpand(dim, self.channels, block)
     self.receptive_field = None  # global attention
 
   def __call__(self, x: Tensor) -> Tensor:

@@ -53,6 +53,22 @@ class Conv2d(nn.Conv2d):
     return conv2d(x, self.weight, self.bias, padding=self.padding)
 
 
+class PatchExpand(nn.ConvTranspose2d):
+  """A transposed convolution whose stride equals its kernel: every input pixel becomes its own kernel x kernel
+  block of output pixels. Same weights and result as nn.ConvTranspose2d, computed as one matrix product (tinygrad
+  convolves a zero-stuffed input instead, kernel^2 times the work: 6400 times for a 20-pixel patch at x4)."""
+
+  def __init__(self, in_channels: int, out_channels: int, kernel: int):
+    super().__init__(in_channels, out_channels, kernel, stride=kernel)
+
+  def __call__(self, x: Tensor) -> Tensor:
+    b, _, h, w = x.shape
+    cin, cout, k, _ = self.weight.shape
+    blocks = x.permute(0, 2, 3, 1).matmul(self.weight.reshape(cin, cout * k * k))  # b, h, w, cout*k*k
+    out = blocks.reshape(b, h, w, cout, k, k).permute(0, 3, 1, 4, 2, 5).reshape(b, cout, h * k, w * k)
+    return out if self.bias is None else out + self.bias.reshape(1, cout, 1, 1)
+
+
 def conv(in_channels: int, out_channels: int, kernel: int, bias: bool = True) -> Conv2d:
   """Stride-1 convolution with zero padding that keeps the spatial size (odd kernels)."""
   return Conv2d(in_channels, out_channels, kernel, bias=bias)

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 from tinygrad import Tensor
 
 from ..errors import SuperTinyError
+from .base import BicubicResidual
 
 CHANNEL_NAMES = {"y": 1, "rgb": 3, "1": 1, "3": 3}  # the two spellings of a learned model's input channels
 
@@ -49,8 +50,10 @@ def register(name: str, summary: str, scales: tuple[int, ...] | None = None, lea
   return wrap
 
 
-def create_model(name: str, scale: int = 4, channels: int | None = 3, **options: Any) -> SRModel:
-  """Build the registered model `name` for `scale` and `channels` (1 = Y, 3 = RGB, N = N bands)."""
+def create_model(name: str, scale: int = 4, channels: int | None = 3, residual: bool = False,
+                 **options: Any) -> SRModel:
+  """Build the registered model `name` for `scale` and `channels` (1 = Y, 3 = RGB, N = N bands); `residual` adds
+  the bicubic image to a learned model's output (models.base.BicubicResidual), for models without their own."""
   if name not in MODELS:
     raise SuperTinyError(f"unknown model {name!r}; available: {', '.join(sorted(MODELS))}")
   spec = MODELS[name]
@@ -60,4 +63,10 @@ def create_model(name: str, scale: int = 4, channels: int | None = 3, **options:
     raise SuperTinyError(f"model {name!r} supports scales {', '.join(map(str, spec.scales))}, not {scale}")
   if channels is not None and (isinstance(channels, bool) or not isinstance(channels, int) or channels < 1):
     raise SuperTinyError(f"channels must be a positive integer (1 = Y, 3 = RGB), got {channels!r}")
-  return spec.build(scale=scale, channels=channels, **options)
+  model = spec.build(scale=scale, channels=channels, **options)
+  if residual:
+    if not spec.learned or getattr(model, "residual", False):
+      raise SuperTinyError(f"model {name!r} cannot take a bicubic residual: it "
+                           + ("learns nothing" if not spec.learned else "has its own (its `residual` option)"))
+    model = BicubicResidual(model)
+  return model

@@ -101,6 +101,17 @@ class ESPCN(nn.Module):
     return self.shuffle(self.subpixel(self.map(self.extract(x))))
 
 
+class BicubicResidual(nn.Module):
+  """A model's output added to the MATLAB-bicubic image."""
+
+  def __init__(self, net: nn.Module, scale: int):
+    super().__init__()
+    self.net, self.scale = net, scale
+
+  def forward(self, x):
+    return self.net(x) + matlab_bicubic_up(x, self.scale)
+
+
 class FSRCNN(nn.Module):
   def __init__(self, scale: int, channels: int, d: int = 56, s: int = 12, m: int = 4):
     super().__init__()
