@@ -139,7 +139,7 @@ def model_options(method: str, values: dict[str, Any]) -> dict[str, Any]:
     options.update(patch=20 if paper_tokens else 4, upsampler="transposed" if paper_tokens else "pixelshuffle",
                    residual=values["residual"])
   elif values["residual"]:
-    options["residual"] = True
+    options["bicubic_residual"] = True
   return options
 
 

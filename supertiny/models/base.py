@@ -55,7 +55,7 @@ class ConvUnit:
 
 class BicubicResidual:
   """`net(x) + bicubic(x)`: the model learns only what bicubic misses (VDSR's global residual), so an untrained
-  one starts near bicubic instead of near noise. Built by `create_model(..., residual=True)`."""
+  one starts near bicubic instead of near noise. Built by `create_model(..., bicubic_residual=True)`."""
 
   def __init__(self, net: SRNet):
     self.net = net

@@ -53,6 +53,18 @@ class Conv2d(nn.Conv2d):
     return conv2d(x, self.weight, self.bias, padding=self.padding)
 
 
+class SameConvTranspose2d(nn.ConvTranspose2d):
+  """A stride-1 transposed convolution that keeps the size (odd kernel, padding kernel // 2). It equals a
+  convolution with the kernel flipped and its channel axes swapped, and runs as one (the CPU kernels of Conv2d);
+  the weights keep torch's transposed layout."""
+
+  def __init__(self, in_channels: int, out_channels: int, kernel: int):
+    super().__init__(in_channels, out_channels, kernel, padding=kernel // 2)
+
+  def __call__(self, x: Tensor) -> Tensor:
+    return conv2d(x, self.weight.transpose(0, 1).flip((2, 3)), self.bias, padding=self.padding)
+
+
 class PatchExpand(nn.ConvTranspose2d):
   """A transposed convolution whose stride equals its kernel: every input pixel becomes its own kernel x kernel
   block of output pixels. Same weights and result as nn.ConvTranspose2d, computed as one matrix product (tinygrad

@@ -8,7 +8,7 @@ from tinygrad import Tensor, nn
 
 from ..ops import resize
 from .base import ConvUnit, SRNet
-from .layers import BICUBIC_TAPS, conv, lr_span
+from .layers import BICUBIC_TAPS, SameConvTranspose2d, conv, lr_span
 from .registry import register
 
 
@@ -37,8 +37,8 @@ class TransposedConv(SRNet):
     out_pad = 2 * pad - (5 - scale)
     self.up = ConvUnit(nn.ConvTranspose2d(c, 64, 5, stride=scale, padding=pad, output_padding=out_pad), 64,
                        activation, batchnorm)
-    self.refine = ConvUnit(nn.ConvTranspose2d(64, 32, 3, padding=1), 32, activation, batchnorm)
-    self.out = nn.ConvTranspose2d(32, c, 5, padding=2)
+    self.refine = ConvUnit(SameConvTranspose2d(64, 32, 3), 32, activation, batchnorm)
+    self.out = SameConvTranspose2d(32, c, 5)
     self.receptive_field = math.ceil((5 - 1 + 2 + 4) / scale) + 1
 
   def __call__(self, x: Tensor) -> Tensor:

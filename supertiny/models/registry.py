@@ -50,10 +50,11 @@ def register(name: str, summary: str, scales: tuple[int, ...] | None = None, lea
   return wrap
 
 
-def create_model(name: str, scale: int = 4, channels: int | None = 3, residual: bool = False,
+def create_model(name: str, scale: int = 4, channels: int | None = 3, bicubic_residual: bool = False,
                  **options: Any) -> SRModel:
-  """Build the registered model `name` for `scale` and `channels` (1 = Y, 3 = RGB, N = N bands); `residual` adds
-  the bicubic image to a learned model's output (models.base.BicubicResidual), for models without their own."""
+  """Build the registered model `name` for `scale` and `channels` (1 = Y, 3 = RGB, N = N bands);
+  `bicubic_residual` adds the bicubic image to a learned model's output (models.base.BicubicResidual), for models
+  without a residual of their own."""
   if name not in MODELS:
     raise SuperTinyError(f"unknown model {name!r}; available: {', '.join(sorted(MODELS))}")
   spec = MODELS[name]
@@ -64,8 +65,8 @@ def create_model(name: str, scale: int = 4, channels: int | None = 3, residual: 
   if channels is not None and (isinstance(channels, bool) or not isinstance(channels, int) or channels < 1):
     raise SuperTinyError(f"channels must be a positive integer (1 = Y, 3 = RGB), got {channels!r}")
   model = spec.build(scale=scale, channels=channels, **options)
-  if residual:
-    if not spec.learned or getattr(model, "residual", False):
+  if bicubic_residual:
+    if not spec.learned or hasattr(model, "residual"):
       raise SuperTinyError(f"model {name!r} cannot take a bicubic residual: it "
                            + ("learns nothing" if not spec.learned else "has its own (its `residual` option)"))
     model = BicubicResidual(model)

@@ -279,6 +279,14 @@ class CorePool:
     return results
 
 
+def optimizer_tensors(optimizer: Optimizer) -> list[Tensor]:
+  """The tensors an optimizer updates besides the weights (Adam's moments and bias corrections, the rate)."""
+  state = [optimizer.lr]
+  for name in ("m", "v"):
+    state += list(getattr(optimizer, name, []))
+  return state + [t for t in (getattr(optimizer, "b1_t", None), getattr(optimizer, "b2_t", None)) if t is not None]
+
+
 class SplitTrainStep:
   """A data-parallel training step over `devices` (the model's own first), one thread per device. Each device
   computes the loss and gradient of its share of the batch; then each reads the others' gradients, averages them
@@ -305,8 +313,10 @@ class SplitTrainStep:
       self.replica_params.append(list(copy.params))  # type: ignore[attr-defined]
     sizes = [p.numel() for p in optimizer.params]
     self.offsets = [sum(sizes[:k]) for k in range(len(sizes) + 1)]
-    self.grad_jits = [FastJit(self._grads_fn(i, loss_fn)) for i in range(len(self.devices))]
-    self.update_jits = [FastJit(self._update_fn(i)) for i in range(len(self.devices))]
+    # everything the steps read realized first: their first calls capture (see training.jitted_step)
+    Tensor.realize(*[t for o in self.optimizers for t in (*o.params, *o.buffers, *optimizer_tensors(o))])
+    self.grad_jits = [FastJit(self._grads_fn(i, loss_fn), capture_first=True) for i in range(len(self.devices))]
+    self.update_jits = [FastJit(self._update_fn(i), capture_first=True) for i in range(len(self.devices))]
     self.pool = ThreadPoolExecutor(len(self.devices) - 1, thread_name_prefix="supertiny-core")
     self.slots: list[tuple[Tensor, Tensor]] | None = None
     rate = optimizer.lr.numpy().reshape(1)

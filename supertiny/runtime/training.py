@@ -11,7 +11,7 @@ import numpy as np
 from tinygrad import Tensor, TinyJit, dtypes
 from tinygrad.nn.optim import Optimizer
 
-from .cores import SplitTrainStep, core_devices, has_batchnorm
+from .cores import SplitTrainStep, core_devices, has_batchnorm, optimizer_tensors
 
 Loss = Callable[[Tensor, Tensor], Tensor]
 
@@ -43,6 +43,10 @@ def jitted_step(model: Callable[[Tensor], Tensor], optimizer: Optimizer, loss_fn
     optimizer.zero_grad()
     return value
 
+  # with the weights and the optimizer's state realized, the first call has no one-off work left: capture it
+  # (TinyJit would otherwise run it plainly, then schedule and lower everything again to capture the second)
+  Tensor.realize(*optimizer.params, *optimizer.buffers, *optimizer_tensors(optimizer))
+  step.cnt = 1
   return step
 
 
