@@ -680,8 +680,9 @@ def build_parser() -> argparse.ArgumentParser:
                        "pairs as it is: train/{LR,HR} and test/{LR,HR} (or val, low_res/high_res), or one {LR,HR} "
                        "pool split by name [../shared/datasets/BSDS200]")
   pp.add_argument("--out", help="study folder [runs/paper, or runs/paper-quick with --quick]")
-  pp.add_argument("--quick", action="store_true", help="40 steps of batch 4 on 24x24 LR patches (minutes, not days)")
-  pp.add_argument("--steps", type=_positive_int, help="training steps per run [2000; 40 with --quick]")
+  pp.add_argument("--quick", action="store_true",
+                  help="25 steps of batch 4 on 24x24 LR patches, one core (minutes, not days)")
+  pp.add_argument("--steps", type=_positive_int, help="training steps per run [2000; 25 with --quick]")
   pp.add_argument("--settings", help="comma-separated settings [paper,ours]")
   pp.add_argument("--ablate", action="store_true", help="add the paper's setting with each switch changed alone")
   pp.add_argument("--methods", help="comma-separated methods [all: single-kernel,transposed-conv,srcnn,espcn,"

@@ -16,7 +16,7 @@ import csv
 import json
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -89,7 +89,7 @@ class Budget:
 
 
 FULL = Budget(2000, 16, None)
-QUICK = Budget(40, 4, 24, cores=1)
+QUICK = Budget(25, 4, 24, cores=1)
 
 
 def parse_setting(text: str) -> dict[str, Any]:
@@ -198,6 +198,8 @@ class Study:
   budget: Budget
   settings: list[str]
   methods: list[str]
+  # (setting, method) -> predictions of the first training and test image, kept by `evaluate` for the figures
+  shown: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
 
   def run_folder(self, setting: str, method: str) -> Path:
     return self.out / "runs" / setting / method
@@ -219,11 +221,15 @@ class Study:
               report=report, progress=progress)
 
   def evaluate(self, report: Callable[[str], None] = print) -> list[dict[str, Any]]:
-    """One row per interpolation and per existing run (finished or not), scored on the test pairs."""
+    """One row per interpolation and per existing run (finished or not), scored on the test pairs. Keeps each
+    one's predictions of the first training and test image for the figures."""
     test_lr, test_hr = _images(self.pairs.test_lr, self.pairs.test_hr, self.pairs.names("test"))
+    (train_lr,), _ = _images(self.pairs.train_lr, self.pairs.train_hr, self.pairs.names("train")[:1])
     rows = []
-    for label, model in INTERPOLATIONS.items():
-      sr = predict(create_model(model, scale=SCALE, channels=None), test_lr, False, 1)
+    for label, name in INTERPOLATIONS.items():
+      model = create_model(name, scale=SCALE, channels=None)
+      sr = predict(model, test_lr, False, 1)
+      self.shown[("", label)] = (predict(model, [train_lr], False, 1)[0], sr[0])
       rows.append({"method": label, "setting": "", "steps": 0, "target_steps": 0, **scores(sr, test_hr),
                    "params": 0, "steps_per_s": "", "wall_s": "", "device": ""})
     for setting in self.settings:
@@ -234,7 +240,10 @@ class Study:
           continue
         model, meta = model_from_checkpoint(checkpoint)
         step, seconds = int(meta["step"]), float(meta.get("seconds", 0.0))
-        sr = predict(model, test_lr, batch_stats and METHODS[method].batchnorm, self.budget.batch)
+        statistics = batch_stats and METHODS[method].batchnorm
+        sr = predict(model, test_lr, statistics, self.budget.batch)
+        # with batch statistics, the lone training image is its own batch
+        self.shown[(setting, method)] = (predict(model, [train_lr], statistics, self.budget.batch)[0], sr[0])
         rows.append({"method": method, "setting": setting, "steps": step, "target_steps": self.budget.steps,
                      **scores(sr, test_hr), "params": parameter_count(model),
                      "steps_per_s": round(step / seconds, 3) if seconds else "", "wall_s": round(seconds, 1),
@@ -265,38 +274,29 @@ class Study:
   def figures(self) -> dict[str, Path]:
     """figure2_interpolation.png (the paper's Figure 2: nearest, linear and bicubic on the first test image), and
     per setting figure3_<setting>.png (its Figure 3: each model on the first training and test image beside LR
-    and HR) and curves_<setting>.png (training loss against step)."""
-    name = self.pairs.names("test")[0]
-    (lr,), (hr,) = _images(self.pairs.test_lr, self.pairs.test_hr, [name])
-    panels = [("LR", lr)]
-    for label, model in INTERPOLATIONS.items():
-      sr = predict(create_model(model, scale=SCALE, channels=None), [lr], False, 1)[0]
-      panels.append((f"{label}\n{_psnr_words(sr, hr)}", sr))
+    and HR) and curves_<setting>.png (training loss against step); from the predictions `evaluate` kept."""
+    images = {split: _images(lr, hr, self.pairs.names(split)[:1]) for split, lr, hr in (
+      ("train", self.pairs.train_lr, self.pairs.train_hr), ("test", self.pairs.test_lr, self.pairs.test_hr))}
+    lr, hr = images["test"][0][0], images["test"][1][0]
+    panels = [("LR", lr)] + [(f"{label}\n{_psnr_words(self.shown[('', label)][1], hr)}", self.shown[("", label)][1])
+                             for label in INTERPOLATIONS]
     written = {"figure2": _grid([panels + [("HR", hr)]], self.out / "figure2_interpolation.png",
-                                f"test image {name}, x4")}
+                                f"test image {self.pairs.names('test')[0]}, x4")}
     for setting in self.settings:
-      runs = {m: Run(self.run_folder(setting, m)) for m in self.methods}
-      runs = {m: r for m, r in runs.items() if r.last.exists()}
-      if runs:
-        written[f"figure3 {setting}"] = self._predictions(setting, runs, self.out / f"figure3_{setting}.png")
-        written[f"curves {setting}"] = _curves(runs, self.out / f"curves_{setting}.png", setting)
+      runs = {m: Run(self.run_folder(setting, m)) for m in self.methods if (setting, m) in self.shown}
+      if not runs:
+        continue
+      rows = []
+      for index, split in enumerate(("train", "test")):
+        (lr,), (hr,) = images[split]
+        row = [(f"{split} {self.pairs.names(split)[0]}: LR", lr)]
+        for method in runs:
+          sr = self.shown[(setting, method)][index]
+          row.append((f"{method}\n{_psnr_words(sr, hr)}", sr))
+        rows.append(row + [("HR", hr)])
+      written[f"figure3 {setting}"] = _grid(rows, self.out / f"figure3_{setting}.png", f"setting {setting}")
+      written[f"curves {setting}"] = _curves(runs, self.out / f"curves_{setting}.png", setting)
     return written
-
-  def _predictions(self, setting: str, runs: dict[str, Run], path: Path) -> Path:
-    batch_stats = parse_setting(setting)["batchnorm"] == "batch"
-    rows = []
-    for split, lr_folder, hr_folder in (("train", self.pairs.train_lr, self.pairs.train_hr),
-                                        ("test", self.pairs.test_lr, self.pairs.test_hr)):
-      name = self.pairs.names(split)[0]
-      (lr,), (hr,) = _images(lr_folder, hr_folder, [name])
-      row = [(f"{split} {name}: LR", lr)]
-      for method, run in runs.items():
-        model, _ = model_from_checkpoint(run.last)
-        # with batch statistics, a lone image is its own batch: as the paper's test loop would see it
-        sr = predict(model, [lr], batch_stats and METHODS[method].batchnorm, self.budget.batch)[0]
-        row.append((f"{method}\n{_psnr_words(sr, hr)}", sr))
-      rows.append(row + [("HR", hr)])
-    return _grid(rows, path, f"setting {setting}")
 
 
 def _psnr_words(sr: np.ndarray, hr: np.ndarray) -> str:
