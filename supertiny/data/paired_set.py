@@ -12,7 +12,7 @@ import numpy as np
 
 from ..errors import SuperTinyError
 from .images import list_images, read_image, write_image
-from .pairs import colour_only, degrade
+from .pairs import colour_only, degrade, match_lr_files
 
 LR_NAMES = ("LR", "lr", "low_res", "low")  # the paper set's Kaggle copy names them low_res / high_res
 HR_NAMES = ("HR", "hr", "high_res", "high")
@@ -57,14 +57,10 @@ def find_pairs(folder: Path) -> tuple[tuple[Path, Path], tuple[Path, Path] | Non
 def _check_pairs(lr_folder: Path, hr_folder: Path, scale: int) -> tuple[int, int]:
   """The first LR image's size, after checking every pair has the same LR size and HR = scale x LR."""
   hr_files = list_images(hr_folder)
-  lr_by_name = {p.stem: p for p in list_images(lr_folder)}
   if not hr_files:
     raise SuperTinyError(f"{hr_folder}: no images")
   size = None
-  for hr_path in hr_files:
-    lr_path = lr_by_name.get(hr_path.stem)
-    if lr_path is None:
-      raise SuperTinyError(f"{hr_path}: no LR image with the same name in {lr_folder}")
+  for hr_path, lr_path in match_lr_files(hr_files, lr_folder).items():
     lr, hr = read_image(lr_path), read_image(hr_path)
     if hr.shape[:2] != (lr.shape[0] * scale, lr.shape[1] * scale):
       raise SuperTinyError(f"{hr_path}: {hr.shape[1]}x{hr.shape[0]} is not {scale} times its LR image "
@@ -89,17 +85,14 @@ def _link(source: Path, target: Path) -> None:
 
 def split_pool(lr: Path, hr: Path, out: Path, test_fraction: float) -> tuple[tuple[Path, Path], tuple[Path, Path]]:
   """A pool of pairs split by name order (the last `test_fraction` for testing), as links under `out`."""
-  files = list_images(hr)
-  lr_by_name = {p.stem: p for p in list_images(lr)}
+  files = match_lr_files(list_images(hr), lr)
   cut = len(files) - max(1, round(len(files) * test_fraction))
   if cut < 1:
     raise SuperTinyError(f"{hr}: {len(files)} pair(s) cannot be split into training and test pairs")
-  for index, path in enumerate(files):
+  for index, (path, lr_path) in enumerate(files.items()):
     split = "train" if index < cut else "test"
-    if path.stem not in lr_by_name:
-      raise SuperTinyError(f"{path}: no LR image with the same name in {lr}")
     _link(path, out / split / "HR" / path.name)
-    _link(lr_by_name[path.stem], out / split / "LR" / lr_by_name[path.stem].name)
+    _link(lr_path, out / split / "LR" / lr_path.name)
   return (out / "train" / "LR", out / "train" / "HR"), (out / "test" / "LR", out / "test" / "HR")
 
 
