@@ -445,6 +445,63 @@ def cmd_worldstrat(args: argparse.Namespace) -> int:
   return 0
 
 
+def cmd_sentinel2(args: argparse.Namespace) -> int:
+  from . import sentinel2
+  from .data.radiometry import RADIOMETRIES
+  from .data.sentinel2 import read_scene
+
+  if args.radiometry not in ("auto", *RADIOMETRIES):
+    raise SuperTinyError(f"unknown radiometry {args.radiometry!r}; choose from auto, {', '.join(RADIOMETRIES)}")
+  if args.action == "sharpen":
+    if not args.output:
+      raise SuperTinyError("sentinel2 sharpen: give the output GeoTIFF with -o")
+    target = Path(args.output)
+    if target.exists() and not args.overwrite:
+      raise SuperTinyError(f"{target}: exists (--overwrite to replace it)")
+    done = sentinel2.sharpen_folder(args.folder, target, args.weights, args.radiometry)
+    rows, cols = done["shape"]
+    print(f"wrote {target}: {len(done['bands'])} bands ({', '.join(done['bands'])}) at 10 m, {cols}x{rows}, "
+          f"{'georeferenced' if done['georeferenced'] else 'no georeferencing'}; {done['radiometry']}")
+    return 0
+  scene = read_scene(args.folder, args.radiometry)
+  split = sentinel2.split_column(scene, args.train_fraction)
+  model, meta = None, {}
+  if args.action == "train":
+    if not args.out:
+      raise SuperTinyError("sentinel2 train: give the weights file to write with --out")
+    from tqdm import tqdm
+
+    with tqdm(total=args.steps, desc="train bandsharpen", unit="step", disable=not sys.stderr.isatty()) as bar:
+      def progress(step: int, loss: float) -> None:
+        bar.update()
+        if step % 50 == 0:
+          bar.set_postfix(loss=f"{loss:.5f}")
+
+      model, loss = sentinel2.train_sharpener(scene, split, steps=args.steps, seed=args.seed, width=args.width,
+                                              blocks=args.blocks, progress=progress)
+  elif args.weights or sentinel2.SHIPPED.is_file():
+    model, meta = sentinel2.load_sharpener(args.weights)
+  rows = sentinel2.evaluate(scene, model, split)
+  if args.action == "train":
+    meta = {"trained_on": f"{Path(args.folder).name}, 10 m columns 0-{split - 1} (Wald's protocol, x2)",
+            "steps": args.steps, "seed": args.seed, "final_loss": loss,
+            "held_back_rmse": {r["band"]: round(r["bandsharpen"], 2) for r in rows}}
+    sentinel2.save_sharpener(args.out, model, meta)
+  if args.json:
+    print(json.dumps({"held_back_columns": [split, scene.shape[1]], "radiometry": scene.radiometry.description,
+                      "rmse_dn": rows, **({"trained_on": meta.get("trained_on")} if meta else {})}, indent=2))
+    return 0
+  print(f"held-back columns {split}-{scene.shape[1] - 1} of the 10 m grid; 20 m bands restored from 40 m "
+        f"(Wald's protocol); RMSE in digital numbers")
+  names = list(rows[0])[1:]
+  print(f"  {'band':<6}" + "".join(f"{n:>13}" for n in names))
+  for row in rows:
+    print(f"  {row['band']:<6}" + "".join(f"{row[n]:>13.2f}" for n in names))
+  if args.action == "train":
+    print(f"wrote {args.out}")
+  return 0
+
+
 def cmd_timeseries(args: argparse.Namespace) -> int:
   from tqdm import tqdm
 
@@ -648,6 +705,34 @@ def build_parser() -> argparse.ArgumentParser:
   ws.add_argument("--revisits", type=_positive_int, default=8, help="info: revisits per AOI, clearest first [8]")
   ws.add_argument("--product", choices=("L2A", "L1C"), default="L2A", help="info: Sentinel-2 product [L2A]")
   ws.set_defaults(run=cmd_worldstrat)
+
+  s2p = sub.add_parser("sentinel2", help="Sentinel-2 band super-resolution: every band to 10 m as one GeoTIFF, "
+                                          "the 20 m bands sharpened by a network learned by Wald's protocol",
+                       description="`sentinel2 sharpen FOLDER -o OUT.tif` reads a scene's band files (a .SAFE "
+                                   "product or a folder of *_B02.jp2 ... files) and writes all bands at 10 m: the 10 m "
+                                   "bands unchanged, B05, B06, B07, B8A, B11 and B12 sharpened by the band sharpener, "
+                                   "the 60 m bands by bicubic. `sentinel2 train FOLDER --out W.safetensors` trains "
+                                   "one on the scene's left part (20 m bands restored from 40 m) and scores it on "
+                                   "the held-back right part; `sentinel2 evaluate FOLDER` scores saved weights "
+                                   "there against bicubic (docs/satellite.md). Needs rasterio: "
+                                   "pip install 'supertiny[geo]'.")
+  s2p.add_argument("action", choices=("sharpen", "train", "evaluate"))
+  s2p.add_argument("folder", help="folder holding the scene's band files (searched recursively)")
+  s2p.add_argument("-o", "--output", help="sharpen: the GeoTIFF to write")
+  s2p.add_argument("--overwrite", action="store_true", help="sharpen: replace an existing output")
+  s2p.add_argument("--weights", help="sharpen, evaluate: a band sharpener's weights [the shipped one]")
+  s2p.add_argument("--out", help="train: the weights file to write")
+  s2p.add_argument("--radiometry", default="auto",
+                   help="what the digital numbers mean: auto (the product's MTD XML, else s2), s2 (before "
+                        "processing baseline 04.00), s2-n0400 (offset 1000) [auto]")
+  s2p.add_argument("--train-fraction", type=float, default=2 / 3,
+                   help="train, evaluate: the left fraction of the scene trained on; the rest is held back [0.667]")
+  s2p.add_argument("--steps", type=_positive_int, default=3000, help="train: steps [3000]")
+  s2p.add_argument("--seed", type=int, default=0, help="train: seed [0]")
+  s2p.add_argument("--width", type=_positive_int, default=32, help="train: feature maps [32]")
+  s2p.add_argument("--blocks", type=int, default=4, help="train: residual blocks [4]")
+  s2p.add_argument("--json", action="store_true", help="train, evaluate: print one JSON document")
+  s2p.set_defaults(run=cmd_sentinel2)
 
   tsp = sub.add_parser("timeseries", help="multi-revisit study on a Landsat time series: fusion vs single-image vs "
                                            "bicubic, by cPSNR on held-back clear dates",

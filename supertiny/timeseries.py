@@ -14,13 +14,10 @@ the clearest revisit alone (single-image SR, the same design), and the fusion ne
 from __future__ import annotations
 
 import datetime
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-from tinygrad import Tensor
-from tinygrad.nn.optim import Adam
 
 from .data.landsat import TimeSeries
 from .errors import SuperTinyError
@@ -28,8 +25,7 @@ from .metrics import corrected_metrics
 from .models import create_model
 from .ops import imresize, shift_image
 from .runtime.runner import forward_batch
-from .runtime.training import train_step
-from .train import training
+from .train import fit
 from .upscaling import fill_invalid
 
 
@@ -108,49 +104,6 @@ def build_samples(series: TimeSeries, scale: int, revisits: int, test_every: int
     sample = RevisitSample(series.dates[t], hr, clear[t], lr, lr_clear, [series.dates[i] for i in chosen], clearest)
     (test if t in held_back else train).append(sample)
   return train, test
-
-
-def masked_l1(sr: Tensor, target: Tensor) -> Tensor:
-  """Mean absolute error over the clear pixels of the HR; `target` carries the clear mask as its last channel."""
-  hr, clear = target[:, :-1], target[:, -1:]
-  return ((sr - hr).abs() * clear).sum() / (clear.sum() * hr.shape[1] + 1e-6)
-
-
-def _patches(rng: np.random.Generator, inputs: np.ndarray, targets: np.ndarray, batch: int, patch: int,
-             scale: int) -> tuple[np.ndarray, np.ndarray]:
-  """A batch of random co-located LR/HR patches, each flipped and rotated at random."""
-  n, _, h, w = inputs.shape
-  lr_batch, hr_batch = [], []
-  for _ in range(batch):
-    i, y, x = rng.integers(n), rng.integers(h - patch + 1), rng.integers(w - patch + 1)
-    lr = inputs[i, :, y:y + patch, x:x + patch]
-    hr = targets[i, :, y * scale:(y + patch) * scale, x * scale:(x + patch) * scale]
-    turns, flip = int(rng.integers(4)), bool(rng.integers(2))
-    lr, hr = np.rot90(lr, turns, axes=(1, 2)), np.rot90(hr, turns, axes=(1, 2))
-    if flip:
-      lr, hr = lr[:, ::-1], hr[:, ::-1]
-    lr_batch.append(lr)
-    hr_batch.append(hr)
-  return np.ascontiguousarray(np.stack(lr_batch), np.float32), np.ascontiguousarray(np.stack(hr_batch), np.float32)
-
-
-def fit(model, inputs: np.ndarray, targets: np.ndarray, scale: int, steps: int, batch: int = 16, patch: int = 12,
-        rate: float = 1e-3, seed: int = 0, progress: Callable[[int, float], None] | None = None) -> float:
-  """Train `model` on LR `inputs` (N x Cin x h x w) against `targets` (N x (C+1) x H x W, clear mask last) by the
-  masked L1 loss, Adam with a cosine schedule from `rate` to rate/100; returns the last loss."""
-  Tensor.manual_seed(seed)
-  rng = np.random.default_rng(seed)
-  optimizer = Adam(model.parameters(), lr=rate)
-  step = train_step(model, optimizer, masked_l1, batch)
-  loss = math.nan
-  with training():
-    for i in range(steps):
-      lr_batch, hr_batch = _patches(rng, inputs, targets, batch, min(patch, inputs.shape[2], inputs.shape[3]), scale)
-      now = rate / 100 + (rate - rate / 100) * 0.5 * (1 + math.cos(math.pi * i / max(steps, 1)))
-      loss = step(lr_batch, hr_batch, now)
-      if progress is not None:
-        progress(i, loss)
-  return loss
 
 
 def score(sr: np.ndarray, sample: RevisitSample) -> tuple[float, float]:

@@ -185,7 +185,8 @@ class Runner:
     route = Route(model.channels, bands, bool(alpha), stored, final=exact, mapped=mapped)
     route.check(model.name)
     s = model.scale
-    out = np.empty((height * s, width * s, bands), dtype=source.dtype)
+    # models that map a band stack to other bands (a band sharpener) say how many they return
+    out = np.empty((height * s, width * s, getattr(model, "output_bands", bands)), dtype=source.dtype)
     bounds = np.array([lo, hi], dtype=np.float32)
     key = (rows.size, cols.size, route)
     cold = False

@@ -12,6 +12,7 @@ from tinygrad.nn.state import get_state_dict
 
 from supertiny.infer import super_resolve
 from supertiny.models import MODELS, create_model, parameter_count
+from supertiny.models.bandsharpen import BandSharpener
 from supertiny.models.weights import load_weights
 
 # name, scale, channels, SuperTiny options, PyTorch reference factory, input sizes (N, H, W)
@@ -136,6 +137,20 @@ def test_fusion_matches_pytorch_reference(tmp_path, scale, channels, revisits):
     theirs = reference(torch.from_numpy(x)).numpy()
   assert ours.shape == (2, channels, 9 * scale, 11 * scale) == theirs.shape
   np.testing.assert_allclose(ours, theirs, atol=1e-4, rtol=0)
+
+
+def test_band_sharpener_matches_pytorch(tmp_path):
+  torch.manual_seed(0)
+  reference = ref.BandSharpener(4, 6, width=16, blocks=2, res_scale=0.1).eval()
+  torch.save(reference.state_dict(), tmp_path / "weights.pth")
+  model = BandSharpener(4, 6, width=16, blocks=2, res_scale=0.1)
+  load_weights(model, tmp_path / "weights.pth")
+  x = np.random.default_rng(1).random((2, 10, 13, 17), dtype=np.float32)
+  with torch.no_grad():
+    theirs = reference(torch.from_numpy(x)).numpy()
+  ours = model(Tensor(x)).numpy()
+  assert ours.shape == (2, 6, 13, 17)
+  np.testing.assert_allclose(ours, theirs, atol=1e-5, rtol=0)
 
 
 def test_every_registered_model_is_tested_against_pytorch():

@@ -373,3 +373,21 @@ class RevisitFusion(nn.Module):
     fused = torch.cat([per_revisit[:, 0], (per_revisit * weights).sum(1)], 1)
     residual = self.decode[1](F.relu(self.decode[0](fused)))
     return F.pixel_shuffle(residual, self.scale) + matlab_bicubic_up(reference, self.scale)
+
+
+class BandSharpener(nn.Module):
+  """DSen2-style band sharpening: conv, ReLU, residual blocks scaled by res_scale, conv to the target bands, added
+  to the (already upsampled) target bands that follow the guide bands in the input."""
+
+  def __init__(self, guide: int, target: int, width: int, blocks: int, res_scale: float):
+    super().__init__()
+    self.guide, self.res_scale = guide, res_scale
+    self.head = same_conv(guide + target, width, 3)
+    self.body = nn.ModuleList([ResBlock(width) for _ in range(blocks)])
+    self.tail = same_conv(width, target, 3)
+
+  def forward(self, x):
+    t = F.relu(self.head(x))
+    for block in self.body:
+      t = t + block.body(t) * self.res_scale
+    return x[:, self.guide:] + self.tail(t)
