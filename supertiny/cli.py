@@ -458,11 +458,15 @@ def cmd_sentinel2(args: argparse.Namespace) -> int:
     target = Path(args.output)
     if target.exists() and not args.overwrite:
       raise SuperTinyError(f"{target}: exists (--overwrite to replace it)")
-    done = sentinel2.sharpen_folder(args.folder, target, args.weights, args.radiometry)
+    done = sentinel2.sharpen_folder(args.folder, target, {"20m": args.weights, "60m": args.weights_60m},
+                                    args.radiometry)
     rows, cols = done["shape"]
     print(f"wrote {target}: {len(done['bands'])} bands ({', '.join(done['bands'])}) at 10 m, {cols}x{rows}, "
           f"{'georeferenced' if done['georeferenced'] else 'no georeferencing'}; {done['radiometry']}")
+    for method in done["methods"]:
+      print(f"  {method}")
     return 0
+  job = sentinel2.JOBS[args.bands]
   scene = read_scene(args.folder, args.radiometry)
   split = sentinel2.split_column(scene, args.train_fraction)
   model, meta = None, {}
@@ -471,28 +475,36 @@ def cmd_sentinel2(args: argparse.Namespace) -> int:
       raise SuperTinyError("sentinel2 train: give the weights file to write with --out")
     from tqdm import tqdm
 
-    with tqdm(total=args.steps, desc="train bandsharpen", unit="step", disable=not sys.stderr.isatty()) as bar:
+    with tqdm(total=args.steps, desc=f"train bandsharpen {job.name}", unit="step",
+              disable=not sys.stderr.isatty()) as bar:
       def progress(step: int, loss: float) -> None:
         bar.update()
         if step % 50 == 0:
           bar.set_postfix(loss=f"{loss:.5f}")
 
-      model, loss = sentinel2.train_sharpener(scene, split, steps=args.steps, seed=args.seed, width=args.width,
+      model, loss = sentinel2.train_sharpener(scene, job, split, steps=args.steps, seed=args.seed, width=args.width,
                                               blocks=args.blocks, progress=progress)
-  elif args.weights or sentinel2.SHIPPED.is_file():
-    model, meta = sentinel2.load_sharpener(args.weights)
-  rows = sentinel2.evaluate(scene, model, split)
+  elif args.weights or job.shipped.is_file():
+    model, meta = sentinel2.load_sharpener(args.weights, job)
+  rows = sentinel2.evaluate(scene, job, model, split)
   if args.action == "train":
-    meta = {"trained_on": f"{Path(args.folder).name}, 10 m columns 0-{split - 1} (Wald's protocol, x2)",
+    meta = {"trained_on": f"{Path(args.folder).resolve().name}, 10 m columns 0-{split - 1} (Wald's protocol, "
+                          f"x{job.ratio})",
             "steps": args.steps, "seed": args.seed, "final_loss": loss,
             "held_back_rmse": {r["band"]: round(r["bandsharpen"], 2) for r in rows}}
-    sentinel2.save_sharpener(args.out, model, meta)
+    sentinel2.save_sharpener(args.out, model, job, meta)
+  if args.figure:
+    if model is None or job.name != "20m":
+      raise SuperTinyError("sentinel2 --figure: draws the 20 m job's network (--bands 20m, with weights)")
+    sentinel2.figure(scene, model, split, args.figure, band=args.band)
   if args.json:
-    print(json.dumps({"held_back_columns": [split, scene.shape[1]], "radiometry": scene.radiometry.description,
-                      "rmse_dn": rows, **({"trained_on": meta.get("trained_on")} if meta else {})}, indent=2))
+    print(json.dumps({"bands": job.name, "held_back_columns": [split, scene.shape[1]],
+                      "radiometry": scene.radiometry.description, "rmse_dn": rows,
+                      **({"trained_on": meta.get("trained_on")} if meta else {})}, indent=2))
     return 0
-  print(f"held-back columns {split}-{scene.shape[1] - 1} of the 10 m grid; 20 m bands restored from 40 m "
-        f"(Wald's protocol); RMSE in digital numbers")
+  metres = job.ratio * 10
+  print(f"held-back columns {split}-{scene.shape[1] - 1} of the 10 m grid; {metres} m bands restored from "
+        f"{metres * job.ratio} m (Wald's protocol); RMSE in digital numbers")
   names = list(rows[0])[1:]
   print(f"  {'band':<6}" + "".join(f"{n:>13}" for n in names))
   for row in rows:
@@ -500,7 +512,6 @@ def cmd_sentinel2(args: argparse.Namespace) -> int:
   if args.action == "train":
     print(f"wrote {args.out}")
   return 0
-
 
 def cmd_timeseries(args: argparse.Namespace) -> int:
   from tqdm import tqdm
@@ -710,9 +721,10 @@ def build_parser() -> argparse.ArgumentParser:
                                           "the 20 m bands sharpened by a network learned by Wald's protocol",
                        description="`sentinel2 sharpen FOLDER -o OUT.tif` reads a scene's band files (a .SAFE "
                                    "product or a folder of *_B02.jp2 ... files) and writes all bands at 10 m: the 10 m "
-                                   "bands unchanged, B05, B06, B07, B8A, B11 and B12 sharpened by the band sharpener, "
-                                   "the 60 m bands by bicubic. `sentinel2 train FOLDER --out W.safetensors` trains "
-                                   "one on the scene's left part (20 m bands restored from 40 m) and scores it on "
+                                   "bands unchanged, B05, B06, B07, B8A, B11 and B12 sharpened by one band sharpener, "
+                                   "B01 and B09 by another, B10 by bicubic. `sentinel2 train FOLDER --out "
+                                   "W.safetensors [--bands 60m]` trains one on the scene's left part (the bands "
+                                   "restored from their degraded selves, Wald's protocol) and scores it on "
                                    "the held-back right part; `sentinel2 evaluate FOLDER` scores saved weights "
                                    "there against bicubic (docs/satellite.md). Needs rasterio: "
                                    "pip install 'supertiny[geo]'.")
@@ -720,7 +732,11 @@ def build_parser() -> argparse.ArgumentParser:
   s2p.add_argument("folder", help="folder holding the scene's band files (searched recursively)")
   s2p.add_argument("-o", "--output", help="sharpen: the GeoTIFF to write")
   s2p.add_argument("--overwrite", action="store_true", help="sharpen: replace an existing output")
-  s2p.add_argument("--weights", help="sharpen, evaluate: a band sharpener's weights [the shipped one]")
+  s2p.add_argument("--weights", help="sharpen, evaluate: a band sharpener's weights (for sharpen: the 20 m one) "
+                                     "[the shipped one]")
+  s2p.add_argument("--weights-60m", help="sharpen: the 60 m band sharpener's weights [the shipped one, if any]")
+  s2p.add_argument("--bands", choices=("20m", "60m"), default="20m",
+                   help="train, evaluate: the 20 m bands (ratio 2) or B01 and B09 (60 m, ratio 6) [20m]")
   s2p.add_argument("--out", help="train: the weights file to write")
   s2p.add_argument("--radiometry", default="auto",
                    help="what the digital numbers mean: auto (the product's MTD XML, else s2), s2 (before "
@@ -731,6 +747,10 @@ def build_parser() -> argparse.ArgumentParser:
   s2p.add_argument("--seed", type=int, default=0, help="train: seed [0]")
   s2p.add_argument("--width", type=_positive_int, default=32, help="train: feature maps [32]")
   s2p.add_argument("--blocks", type=int, default=4, help="train: residual blocks [4]")
+  s2p.add_argument("--figure", metavar="PNG", help="train, evaluate: also draw one band on a held-back crop, from 40 m "
+                                                   "and at 10 m, beside bicubic and the truth")
+  s2p.add_argument("--band", choices=("B05", "B06", "B07", "B8A", "B11", "B12"), default="B11",
+                   help="--figure: the band to draw [B11]")
   s2p.add_argument("--json", action="store_true", help="train, evaluate: print one JSON document")
   s2p.set_defaults(run=cmd_sentinel2)
 

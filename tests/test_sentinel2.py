@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tifffile
+from PIL import Image
 from tinygrad import Tensor
 
 from supertiny import sentinel2
@@ -64,7 +65,16 @@ def small_model(tmp_path_factory) -> Path:
   Tensor.manual_seed(3)
   model = BandSharpener(4, 6, width=8, blocks=1)
   path = tmp_path_factory.mktemp("weights") / "small.safetensors"
-  sentinel2.save_sharpener(path, model, {"trained_on": "nothing (a test)"})
+  sentinel2.save_sharpener(path, model, sentinel2.JOBS["20m"], {"trained_on": "nothing (a test)"})
+  return path
+
+
+@pytest.fixture(scope="module")
+def small_model_60m(tmp_path_factory) -> Path:
+  Tensor.manual_seed(4)
+  model = BandSharpener(10, 2, width=8, blocks=1)
+  path = tmp_path_factory.mktemp("weights") / "small60.safetensors"
+  sentinel2.save_sharpener(path, model, sentinel2.JOBS["60m"], {"trained_on": "nothing (a test)"})
   return path
 
 
@@ -120,12 +130,13 @@ def test_radiometry_is_read_from_the_product_metadata(tmp_path, xml, offset):
   assert scene_radiometry(granule, "s2-n0400").offset == 1000.0
 
 
-def test_sharpen_writes_every_band_at_10m_georeferenced(tmp_path, small_model, capsys):
+def test_sharpen_writes_every_band_at_10m_georeferenced(tmp_path, small_model, small_model_60m, capsys):
   folder = write_scene(tmp_path / "scene")
   out = tmp_path / "out" / "scene_10m.tif"
   assert main(["sentinel2", "sharpen", str(folder), "-o", str(out), "--weights", str(small_model),
-               "--radiometry", "s2"]) == 0
-  assert "13 bands" in capsys.readouterr().out
+               "--weights-60m", str(small_model_60m), "--radiometry", "s2"]) == 0
+  printed = capsys.readouterr().out
+  assert "13 bands" in printed and "B01, B09: bandsharpen" in printed and "B10: bicubic" in printed
   with rasterio.open(out) as product:
     assert product.count == 13 and product.descriptions == BANDS and product.dtypes[0] == "uint16"
     assert product.crs.to_epsg() == 32633 and product.transform == from_origin(*ORIGIN, 10, 10)
@@ -135,12 +146,14 @@ def test_sharpen_writes_every_band_at_10m_georeferenced(tmp_path, small_model, c
   for name in ("B02", "B03", "B04", "B08"):
     np.testing.assert_array_equal(bands[name], scene.bands[name])
   # the 20 m bands: the model's output on the bicubic-upsampled stack, computed whole here, in digital numbers
-  model, _ = sentinel2.load_sharpener(small_model)
-  stack = sentinel2.sharpening_input(scene)
-  expected = np.moveaxis(forward_batch(model, np.moveaxis(stack, -1, 0)[None])[0], 0, -1) * 10000
-  expected = np.clip(expected, 1, 65535)  # 0 is no data: data pixels never round to it
-  for index, name in enumerate(sentinel2.BANDS_20M):
-    assert np.abs(bands[name].astype(np.float64) - expected[..., index]).max() <= 0.51
+  for weights, job in ((small_model, sentinel2.JOBS["20m"]), (small_model_60m, sentinel2.JOBS["60m"])):
+    model, _ = sentinel2.load_sharpener(weights, job)
+    stack = sentinel2.sharpening_input(scene, job)
+    assert stack.shape == (ROWS, COLS, len(job.guides) + len(job.targets))
+    expected = np.moveaxis(forward_batch(model, np.moveaxis(stack, -1, 0)[None])[0], 0, -1) * 10000
+    expected = np.clip(expected, 1, 65535)  # 0 is no data: data pixels never round to it
+    for index, name in enumerate(job.targets):
+      assert np.abs(bands[name].astype(np.float64) - expected[..., index]).max() <= 0.51
   assert not list(out.parent.glob(".*"))  # no temporary left behind
   # an existing product is not replaced without --overwrite
   assert main(["sentinel2", "sharpen", str(folder), "-o", str(out), "--weights", str(small_model)]) == 1
@@ -186,10 +199,21 @@ def test_train_and_evaluate_commands_on_a_small_scene(tmp_path, capsys):
   assert result["held_back_columns"] == [96, COLS] and [r["band"] for r in result["rmse_dn"]] == list(
     sentinel2.BANDS_20M)
   model, meta = sentinel2.load_sharpener(weights)
-  assert meta["steps"] == 3 and set(meta["held_back_rmse"]) == set(sentinel2.BANDS_20M)
-  assert main(["sentinel2", "evaluate", str(folder), "--weights", str(weights), "--radiometry", "s2", "--json"]) == 0
+  assert meta["steps"] == 3 and meta["job"] == "20m" and set(meta["held_back_rmse"]) == set(sentinel2.BANDS_20M)
+  figure = tmp_path / "figure.png"
+  assert main(["sentinel2", "evaluate", str(folder), "--weights", str(weights), "--radiometry", "s2", "--json",
+               "--figure", str(figure), "--band", "B8A"]) == 0
   again = json.loads(capsys.readouterr().out)
   assert again["rmse_dn"] == result["rmse_dn"]  # the saved weights score what training reported
+  with Image.open(figure) as drawn:
+    assert drawn.format == "PNG" and drawn.width > 600
+  # the 60 m job: B01 and B09 restored from 360 m on their own grid, guided by every finer band
+  assert main(["sentinel2", "train", str(folder), "--bands", "60m", "--out", str(weights), "--steps", "2",
+               "--width", "8", "--blocks", "1", "--radiometry", "s2", "--json"]) == 0
+  result = json.loads(capsys.readouterr().out)
+  assert [r["band"] for r in result["rmse_dn"]] == ["B01", "B09"] and result["bands"] == "60m"
+  with pytest.raises(SuperTinyError, match="not made for B02"):
+    sentinel2.load_sharpener(weights, sentinel2.JOBS["20m"])
 
 
 @pytest.mark.skipif(not REAL_SCENE.is_dir(), reason="the real Sentinel-2 scene is in ../shared/datasets/satellite")
@@ -198,5 +222,5 @@ def test_shipped_sharpener_beats_bicubic_on_every_20m_band_of_the_held_back_part
   model, meta = sentinel2.load_sharpener()
   split = sentinel2.split_column(scene)
   assert meta["trained_on"].startswith("sentinel2_l1c_T33UUU, 10 m columns 0-")
-  for row in sentinel2.evaluate(scene, model, split):
+  for row in sentinel2.evaluate(scene, sentinel2.JOBS["20m"], model, split):
     assert row["bandsharpen"] < row["bicubic"], row
