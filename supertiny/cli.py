@@ -467,6 +467,8 @@ def cmd_sentinel2(args: argparse.Namespace) -> int:
       print(f"  {method}")
     return 0
   job = sentinel2.JOBS[args.bands]
+  if args.figure and job.name != "20m":
+    raise SuperTinyError("sentinel2 --figure draws a 20 m band (--bands 20m)")
   scene = read_scene(args.folder, args.radiometry)
   split = sentinel2.split_column(scene, args.train_fraction)
   model, meta = None, {}
@@ -493,9 +495,7 @@ def cmd_sentinel2(args: argparse.Namespace) -> int:
             "steps": args.steps, "seed": args.seed, "final_loss": loss,
             "held_back_rmse": {r["band"]: round(r["bandsharpen"], 2) for r in rows}}
     sentinel2.save_sharpener(args.out, model, job, meta)
-  if args.figure:
-    if model is None or job.name != "20m":
-      raise SuperTinyError("sentinel2 --figure: draws the 20 m job's network (--bands 20m, with weights)")
+  if args.figure and model is not None:
     sentinel2.figure(scene, model, split, args.figure, band=args.band)
   if args.json:
     print(json.dumps({"bands": job.name, "held_back_columns": [split, scene.shape[1]],
