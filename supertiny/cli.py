@@ -205,6 +205,13 @@ def cmd_upscale(args: argparse.Namespace) -> int:
 
   model = load_model(args.model, args.scale, args.channels, args.weights)
   pairs = _outputs(args.inputs, args.output)
+  if args.skip_existing:  # outputs are written whole or not at all, so one that exists is complete
+    done = [p for p in pairs if p[1].exists()]
+    if done:
+      print(f"supertiny: skipping {len(done)} output(s) that exist", file=sys.stderr)
+    pairs = [p for p in pairs if not p[1].exists()]
+  if args.dask or args.scheduler:
+    return _upscale_on_dask(args, model, pairs)
   failed = 0
   show = sys.stderr.isatty()
 
@@ -244,6 +251,47 @@ def cmd_upscale(args: argparse.Namespace) -> int:
       (h, w, c), dtype = outcome
       tqdm.write(f"{source} -> {target} ({w}x{h}, {c} band{'s' if c > 1 else ''}, {dtype}, "
                  f"{model.name} x{model.scale})")
+  if failed:
+    print(f"supertiny: {failed} of {len(pairs)} file(s) failed", file=sys.stderr)
+    return 1
+  return 0
+
+
+def _upscale_on_dask(args: argparse.Namespace, model, pairs: list[tuple[Path, Path]]) -> int:
+  """`upscale --dask` / `--scheduler`: each file chunk by chunk on a Dask cluster, written window by window."""
+  from tqdm import tqdm
+
+  from .dask import ModelRef, dask_client, upscale_file_chunked
+
+  if model.receptive_field is None:
+    raise SuperTinyError(f"model {model.name!r} is global (every output pixel sees the whole input): it cannot run "
+                         "chunk by chunk on Dask")
+  ref = ModelRef(args.model, args.scale, args.channels, args.weights)
+  failed = 0
+  show = sys.stderr.isatty()
+  with dask_client(args.scheduler) as client:
+    print(f"supertiny: Dask cluster of {len(client.scheduler_info()['workers'])} worker(s); dashboard "
+          f"{client.dashboard_link}", file=sys.stderr)
+    for source, target in tqdm(pairs, unit="file", disable=not show or len(pairs) == 1):
+      if target.exists() and not args.overwrite:
+        print(f"supertiny: error: {target}: already exists (pass --overwrite to replace it, or --skip-existing)",
+              file=sys.stderr)
+        failed += 1
+        continue
+      with tqdm(desc=source.name, unit="chunk", leave=False, disable=not show) as chunks:
+        def on_chunk(done: int, total: int, bar=chunks) -> None:
+          bar.total = total
+          bar.update(done - bar.n)
+
+        try:
+          (h, w, c), dtype = upscale_file_chunked(source, target, ref, client, args.chunk, args.radiometry,
+                                                  args.tile, cores=1, progress=on_chunk)
+        except Exception as exc:  # noqa: BLE001 (one line per failed file; the batch goes on)
+          print(f"supertiny: error: {_message(exc, source, target)}", file=sys.stderr)
+          failed += 1
+          continue
+      tqdm.write(f"{source} -> {target} ({w}x{h}, {c} band{'s' if c > 1 else ''}, {dtype}, {model.name} "
+                 f"x{model.scale}, on Dask)")
   if failed:
     print(f"supertiny: {failed} of {len(pairs)} file(s) failed", file=sys.stderr)
     return 1
@@ -640,6 +688,15 @@ def build_parser() -> argparse.ArgumentParser:
                   help="overlap of neighbouring tiles in input pixels [the model's receptive field; 32 if global]")
   up.add_argument("--device", help="tinygrad device, e.g. CPU or CUDA [$DEV or tinygrad's default]")
   up.add_argument("--overwrite", action="store_true", help="replace outputs that exist")
+  up.add_argument("--skip-existing", action="store_true",
+                  help="skip outputs that exist (they are complete: outputs are written whole or not at all), so an "
+                       "interrupted batch resumes")
+  up.add_argument("--dask", action="store_true",
+                  help="upscale chunk by chunk on a local Dask cluster (a worker per core); GeoTIFFs are read and "
+                       "written by windows, so no process holds a whole raster (pip install 'supertiny[dask]')")
+  up.add_argument("--scheduler", metavar="ADDRESS",
+                  help="as --dask, on the dask.distributed scheduler at ADDRESS (tcp://host:8786)")
+  up.add_argument("--chunk", type=_positive_int, default=1024, help="--dask: chunk side in input pixels [1024]")
   up.add_argument("--radiometry", choices=RADIOMETRY_CHOICES, default="auto", metavar="NAME",
                   help="what the values mean, so the model sees them at the right brightness: auto (the file's "
                        "GDAL scale/offset, else dtype), dtype (integers by their type's range, floats by their own), "

@@ -13,13 +13,15 @@ from .runtime.runner import runner_for
 
 def upscale_tiled(model: SRModel, image: np.ndarray, tile: int = 256, overlap: int | None = None,
                   alpha: bool | None = None, progress: Callable[[int, int], None] | None = None,
-                  cores: int | None = None, value_range: tuple[float, float] | None = None) -> np.ndarray:
+                  cores: int | None = None, value_range: tuple[float, float] | None = None,
+                  data_range: tuple[float, float] | None = None, fixed_tile: bool = False) -> np.ndarray:
   """Super-resolve an image (HxW or HxWxC; uint8, uint16 or float) tile by tile into one of the same dtype: see
   supertiny.runtime.runner.Runner; HxWxC out, whatever came in. `progress(done, total)` is called after each
-  group of tiles; `value_range`: the stored values that mean 0 and 1 (a radiometry's)."""
+  group of tiles; `value_range`: the stored values that mean 0 and 1 (a radiometry's); `data_range`: the whole
+  image's range, for a piece of it; `fixed_tile`: tiles of exactly `tile` px (see Runner)."""
   image = np.asarray(image)
-  return runner_for(model, cores, tile, overlap)(image[:, :, None] if image.ndim == 2 else image, alpha, progress,
-                                                 value_range)
+  runner = runner_for(model, cores, tile, overlap, fixed_tile)
+  return runner(image[:, :, None] if image.ndim == 2 else image, alpha, progress, value_range, data_range)
 
 
 def upscale_array(model: SRModel, image: np.ndarray) -> np.ndarray:

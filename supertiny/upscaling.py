@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from .data.images import WRITABLE_SUFFIXES
+from .data.radiometry import Radiometry
 from .data.radiometry import resolve as resolve_radiometry
 from .data.raster import Raster, read_raster, scaled_tags, write_raster
 from .errors import SuperTinyError
@@ -73,22 +74,27 @@ def _check_size(array: np.ndarray, label: str) -> None:
 
 
 def upscale_raster(model: SRModel, raster: Raster, tile: int = 256, overlap: int | None = None,
-                   progress: Callable[[int, int], None] | None = None, radiometry: str = "auto") -> Raster:
+                   progress: Callable[[int, int], None] | None = None, radiometry: str | Radiometry = "auto",
+                   cores: int | None = None, data_range: tuple[float, float] | None = None,
+                   nodata: float | None = None, fixed_tile: bool = False) -> Raster:
   """Upscale pixels and alpha, scale the georeferencing, keep nodata pixels nodata (and out of the model's way).
   Non-finite values (NaN, +-Inf) are nodata too: filled from their valid neighbours before the model, NaN again
   (or the file's nodata value) in the pixels they map to, and nowhere else. `radiometry` (a name of
   supertiny.data.radiometry.CHOICES): what the stored values mean to the model; "auto" takes the file's GDAL scale
-  and offset when it has them, else the dtype's range."""
-  chosen = resolve_radiometry(radiometry, raster)
+  and offset when it has them, else the dtype's range. For a piece of a larger raster (supertiny.dask), `data_range`
+  is the whole raster's (see Runner), `nodata` its no-data value and `fixed_tile` keeps one tile shape."""
+  chosen = radiometry if isinstance(radiometry, Radiometry) else resolve_radiometry(radiometry, raster)
   pixels = raster.pixels
-  nodata = raster.tiff.nodata if raster.tiff is not None else None
+  if raster.tiff is not None:
+    nodata = raster.tiff.nodata
   invalid = ~np.isfinite(pixels) if pixels.dtype.kind == "f" else np.zeros(pixels.shape, bool)
   if nodata is not None:
     invalid |= pixels == nodata
   if invalid.any():
     pixels = fill_invalid(pixels, invalid)
-  out = upscale_tiled(model, pixels, tile, overlap, alpha=raster.alpha, progress=progress,
-                      value_range=None if chosen is None else chosen.value_range)
+  out = upscale_tiled(model, pixels, tile, overlap, alpha=raster.alpha, progress=progress, cores=cores,
+                      value_range=None if chosen is None else chosen.value_range, data_range=data_range,
+                      fixed_tile=fixed_tile)
   if nodata is not None:
     # a valid pixel that comes out equal to nodata (a clipped overshoot, often 0) would read as a hole: nudge it
     hit = out == nodata

@@ -130,15 +130,21 @@ class Runner:
   little. The result does not depend on the cores or tiles whenever the overlap covers the model's reach."""
 
   def __init__(self, model, cores: int | None = None, tile: int = 256, overlap: int | None = None,
-               jits_per_core: int = 1):
+               jits_per_core: int = 1, fixed_tile: bool = False):
     if tile < 1 or (overlap is not None and overlap < 0):
       raise SuperTinyError(f"tile must be positive and overlap non-negative (got tile {tile}, overlap {overlap})")
     self.model, self.tile, self.overlap = model, tile, overlap
+    # fixed: tiles of exactly `tile` px on every image at least that large, so that images of many sizes (the
+    # chunks of a larger raster) share one compiled shape; else equal tiles sized to each image
+    self.fixed_tile = fixed_tile
     self.pool = CorePool(model, lanes(model, cores), jits_per_core)
 
   def _grid(self, height: int, width: int, overlap: int, context: int | None) -> tuple[TilePlan, TilePlan]:
     if self.tile <= overlap and max(height, width) > self.tile:
       raise SuperTinyError(f"tile {self.tile} must be larger than the overlap {overlap}")
+    if self.fixed_tile:
+      rows, cols = min(height, self.tile), min(width, self.tile)
+      return plan_axis(height, rows, overlap, context), plan_axis(width, cols, overlap, context)
     rows, cols = even_tile(height, self.tile, overlap), even_tile(width, self.tile, overlap)
     if rows == height and cols == width:  # one tile: a band of rows per core, unless the overlap eats the gain
       cores = len(self.pool.runners)
@@ -149,10 +155,12 @@ class Runner:
 
   def __call__(self, image: np.ndarray, alpha: bool | None = None,
                progress: Callable[[int, int], None] | None = None,
-               value_range: tuple[float, float] | None = None) -> np.ndarray:
+               value_range: tuple[float, float] | None = None,
+               data_range: tuple[float, float] | None = None) -> np.ndarray:
     """`image` (HxW or HxWxC) super-resolved into the same dtype. `value_range`: the stored values that mean 0 and 1
     to the model (a radiometry: supertiny.data.radiometry), integers included, with outputs clipped only to what
-    the dtype holds; None maps integers by their dtype's range and floats by image_range()."""
+    the dtype holds; None maps integers by their dtype's range and floats by image_range(), or by `data_range` when
+    given (the whole image's, for a piece of it)."""
     image = np.asarray(image)
     squeeze = image.ndim == 2
     if squeeze:
@@ -169,7 +177,7 @@ class Runner:
     if alpha is None:
       alpha = guess_alpha(model, bands)
     mapped = value_range is not None
-    lo, hi = value_range if mapped else image_range(image)
+    lo, hi = value_range if mapped else data_range if data_range is not None else image_range(image)
     if not hi > lo:
       raise SuperTinyError(f"value range ({lo}, {hi}) is empty")
     stored = image.dtype.name if image.dtype.kind == "u" else "float32"
@@ -269,14 +277,15 @@ class Runner:
 _RUNNERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> {(cores, tile, overlap): Runner}
 
 
-def runner_for(model, cores: int | None = None, tile: int = 256, overlap: int | None = None) -> Runner:
+def runner_for(model, cores: int | None = None, tile: int = 256, overlap: int | None = None,
+               fixed_tile: bool = False) -> Runner:
   """The model's Runner for these settings, kept while the model lives (its jits are reused across calls)."""
   runners = _RUNNERS.get(model)
   if runners is None:
     runners = _RUNNERS.setdefault(model, {})
-  key = (core_devices(cores), tile, overlap)
+  key = (core_devices(cores), tile, overlap, fixed_tile)
   if key not in runners:
-    runners[key] = Runner(model, cores, tile, overlap)
+    runners[key] = Runner(model, cores, tile, overlap, fixed_tile=fixed_tile)
   return runners[key]
 
 

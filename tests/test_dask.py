@@ -1,0 +1,143 @@
+"""Upscaling on Dask (supertiny.dask): chunk by chunk with halos, equal to supertiny.upscale on the whole array,
+for dask arrays, xarray DataArrays with their CRS (read back with rioxarray/GDAL), and files through a LocalCluster
+of two worker processes (`supertiny upscale --dask`)."""
+
+import os
+import threading
+import time
+
+import numpy as np
+import pytest
+
+import supertiny
+from supertiny.cli import main
+from supertiny.errors import SuperTinyError
+
+da = pytest.importorskip("dask.array")
+dask = pytest.importorskip("dask")
+rasterio = pytest.importorskip("rasterio")
+pytest.importorskip("distributed")
+rioxarray = pytest.importorskip("rioxarray")
+from rasterio.transform import from_origin  # noqa: E402
+
+from supertiny import dask as sd  # noqa: E402
+
+MODEL = "espcn_x2_y"
+
+
+def texture(height: int, width: int, bands: int, dtype, seed: int = 0) -> np.ndarray:
+  rng = np.random.default_rng(seed)
+  y, x = np.mgrid[0:height, 0:width]
+  top = np.iinfo(dtype).max if np.dtype(dtype).kind == "u" else 1.0
+  planes = [(0.5 + 0.35 * np.sin(x / (7 + b) + b) * np.cos(y / 9) + rng.normal(0, 0.04, (height, width)))
+            for b in range(bands)]
+  values = np.clip(np.stack(planes, axis=-1), 0, 1) * top
+  return (np.round(values) if np.dtype(dtype).kind == "u" else values).astype(dtype)
+
+
+def write_geotiff(path, pixels: np.ndarray, nodata=None) -> None:
+  height, width = pixels.shape[:2]
+  planes = pixels if pixels.ndim == 3 else pixels[..., None]
+  with rasterio.open(path, "w", driver="GTiff", width=width, height=height, count=planes.shape[2],
+                     dtype=pixels.dtype.name, crs="EPSG:32633", transform=from_origin(330000, 5822040, 10, 10),
+                     nodata=nodata, tiled=True) as out:
+    out.write(np.moveaxis(planes, -1, 0))
+
+
+@pytest.mark.parametrize("shape,dtype,chunks", [
+  ((150, 230, 3), np.uint8, (64, 80, 3)),      # RGB through a Y model (chroma by bicubic), uneven chunks
+  ((140, 170), np.uint16, (50, 170)),          # one band, 16 bits, a chunk smaller than a tile
+])
+def test_chunked_upscale_equals_the_whole_image(shape, dtype, chunks):
+  image = texture(shape[0], shape[1], shape[2] if len(shape) == 3 else 1, dtype)
+  image = image if len(shape) == 3 else image[..., 0]
+  expected = supertiny.upscale(image, model=MODEL)
+  with dask.config.set(scheduler="synchronous"):
+    lazy = sd.upscale_array(da.from_array(image, chunks=chunks), MODEL, tile=96)
+    assert lazy.shape == expected.shape and lazy.dtype == expected.dtype
+    np.testing.assert_array_equal(lazy.compute(), expected)
+
+
+def test_floats_with_holes_map_by_the_whole_range_and_fill_locally():
+  image = texture(120, 150, 1, np.float32)[..., 0] * 3000 - 200  # outside [0, 1]: mapped by the data's own range
+  image[40:52, 60:70] = np.nan
+  image[5, 140] = np.inf
+  expected = supertiny.upscale(image, model=MODEL)
+  with dask.config.set(scheduler="synchronous"):
+    out = sd.upscale_array(da.from_array(image, chunks=(60, 75)), MODEL, tile=96).compute()
+  np.testing.assert_array_equal(np.isnan(out), np.isnan(expected))
+  np.testing.assert_allclose(out, expected, rtol=0, atol=0)
+
+
+def test_dataarrays_keep_their_crs_and_scale_their_grid(tmp_path):
+  pixels = texture(96, 128, 1, np.uint8)[..., 0]
+  write_geotiff(tmp_path / "in.tif", pixels)
+  data = rioxarray.open_rasterio(tmp_path / "in.tif", chunks={"band": -1, "y": 48, "x": 64})
+  with dask.config.set(scheduler="synchronous"):
+    out = sd.upscale_dataarray(data, MODEL, tile=64)
+    assert out.dims == ("band", "y", "x") and out.shape == (1, 192, 256)
+    assert out.rio.crs.to_epsg() == 32633 and out.rio.transform() == from_origin(330000, 5822040, 5, 5)
+    np.testing.assert_allclose(out.x.values[:2], [330002.5, 330007.5])
+    np.testing.assert_allclose(out.y.values[:2], [5822037.5, 5822032.5])
+    np.testing.assert_array_equal(out.values[0], supertiny.upscale(pixels, model=MODEL))
+
+
+@pytest.mark.filterwarnings("ignore:swinir-light has no weights")
+def test_global_models_are_refused():
+  with pytest.raises(SuperTinyError, match="global"):
+    sd.upscale_array(da.zeros((64, 64), dtype=np.uint8, chunks=32), "swinir-light", scale=2)
+
+
+def test_cli_on_a_local_cluster_equals_the_single_process_result(tmp_path, capsys):
+  """A folder of GeoTIFFs and a 2000x2000 raster through a LocalCluster of two worker processes: the same pixels,
+  CRS and transform as `supertiny upscale` in one process; --skip-existing resumes, an existing output is refused."""
+  folder = tmp_path / "in"
+  folder.mkdir()
+  write_geotiff(folder / "a.tif", texture(130, 170, 1, np.uint16, seed=1))
+  write_geotiff(folder / "b.tif", texture(90, 110, 3, np.uint8, seed=2))
+  write_geotiff(folder / "big.tif", texture(2000, 2000, 1, np.uint8, seed=3))
+  assert main(["upscale", "--model", MODEL, str(folder), "-o", str(tmp_path / "single")]) == 0
+  assert main(["upscale", "--dask", "--chunk", "640", "--model", MODEL, str(folder), "-o", str(tmp_path / "dask")]) == 0
+  assert "Dask cluster of 2 worker(s)" in capsys.readouterr().err
+  for name in ("a.tif", "b.tif", "big.tif"):
+    with rasterio.open(tmp_path / "single" / name) as one, rasterio.open(tmp_path / "dask" / name) as chunked:
+      assert chunked.crs == one.crs and chunked.transform == one.transform and chunked.transform.a == 5
+      np.testing.assert_array_equal(chunked.read(), one.read())
+  assert not [p for p in (tmp_path / "dask").iterdir() if p.name.startswith(".")]
+  (tmp_path / "dask" / "a.tif").unlink()
+  assert main(["upscale", "--dask", "--skip-existing", "--model", MODEL, str(folder), "-o",
+               str(tmp_path / "dask")]) == 0
+  assert "skipping 2 output(s)" in capsys.readouterr().err and (tmp_path / "dask" / "a.tif").is_file()
+  assert main(["upscale", "--dask", "--model", MODEL, str(folder / "a.tif"), "-o", str(tmp_path / "dask")]) == 1
+  assert "already exists" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_a_worker_killed_during_a_run_does_not_lose_the_result(tmp_path):
+  """One of the two workers is killed while chunks are in flight: Dask runs its chunks again elsewhere and the
+  output is complete and equal to the single-process one."""
+  from distributed import Client, LocalCluster
+
+  pixels = texture(2400, 2400, 1, np.uint8, seed=4)[..., 0]
+  write_geotiff(tmp_path / "in.tif", pixels)
+  expected = supertiny.upscale(pixels, model=MODEL)
+  with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster, \
+       Client(cluster) as client:
+    pids = list(client.run(os.getpid).values())
+    done = []
+
+    def chunk_done(count: int, total: int) -> None:
+      done.append(count)
+
+    def kill_one() -> None:
+      while not done:
+        time.sleep(0.2)
+      os.kill(pids[0], 9)
+
+    killer = threading.Thread(target=kill_one)
+    killer.start()
+    sd.upscale_file_chunked(tmp_path / "in.tif", tmp_path / "out.tif", sd.ModelRef(MODEL), client, chunk=400,
+                            progress=chunk_done)
+    killer.join()
+  with rasterio.open(tmp_path / "out.tif") as out:
+    np.testing.assert_array_equal(out.read(1), expected)
