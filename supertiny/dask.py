@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from .data.images import atomic_output
+from .data.images import atomic_output, check_pixels, max_pixels
 from .data.radiometry import Radiometry
 from .data.raster import Raster
 from .errors import SuperTinyError, first_line
@@ -155,6 +155,9 @@ def upscale_array(array: Any, model: str | None = None, scale: int | None = None
     array = array[:, :, None]
   if array.ndim != 3 or array.dtype.kind not in "uif":
     raise SuperTinyError(f"expected an HxW or HxWxC array of integers or floats, got {array.dtype} {array.shape}")
+  if array.shape[0] * array.shape[1] > max_pixels():
+    raise SuperTinyError(f"array of {array.shape[1]}x{array.shape[0]} is {array.shape[0] * array.shape[1] / 1e6:.0f} "
+                         f"megapixels, over the limit of {max_pixels() / 1e6:.0f} (raise it with SUPERTINY_MAX_PIXELS)")
   ref = ModelRef(model, scale, channels, weights)
   loaded = ref.load()
   bands = array.shape[2]
@@ -264,9 +267,10 @@ def upscale_file_chunked(source: Path, target: Path, ref: ModelRef, client: Any,
     model = ref.load()
     try:
       with rasterio.open(source) as header:
-        bands = header.count
+        bands, width, height = header.count, header.width, header.height
     except rasterio.errors.RasterioError as exc:
       raise SuperTinyError(f"{source}: cannot be read ({first_line(exc)})") from None
+    check_pixels(source, width, height)
     context = reach(model, bands, guess_alpha(model, bands))
     if context is not None and tile > 2 * context:
       chunk = aligned(chunk, tile - 2 * context)

@@ -141,3 +141,49 @@ def test_a_worker_killed_during_a_run_does_not_lose_the_result(tmp_path):
     killer.join()
   with rasterio.open(tmp_path / "out.tif") as out:
     np.testing.assert_array_equal(out.read(1), expected)
+
+
+def field(y0: int, x0: int, height: int, width: int) -> np.ndarray:
+  """A deterministic uint8 texture at any window of an unbounded plane (no random state: any piece is reproducible)."""
+  y, x = np.mgrid[y0:y0 + height, x0:x0 + width].astype(np.float64)
+  values = 120 + 70 * np.sin(x / 23.0) * np.cos(y / 31.0) + 30 * np.sin((x + 2 * y) / 7.0) + 20 * np.sin(x * y / 97.0)
+  return np.clip(values, 0, 255).astype(np.uint8)
+
+
+@pytest.mark.slow
+def test_a_20000_pixel_raster_generated_lazily_equals_the_single_process_result_chunk_by_chunk():
+  """A one-band 20000x20000 uint8 raster, never whole in any process (SUPERTINY_DASK_SIDE changes the side), x2 on
+  a LocalCluster of two workers; every output chunk is compared with supertiny.upscale of its window (with a margin
+  wider than the model's reach: tiling is exact, so that is the single-process result there)."""
+  from distributed import Client, LocalCluster, as_completed
+
+  from supertiny.pretrained import load_model
+  from supertiny.runtime.runner import reach
+
+  side = int(os.environ.get("SUPERTINY_DASK_SIDE", "20000"))
+  chunk = 2048
+  lazy = da.map_blocks(lambda block, block_info=None: field(block_info[None]["array-location"][0][0],
+                                                            block_info[None]["array-location"][1][0], *block.shape),
+                       da.empty((side, side), dtype=np.uint8, chunks=chunk), dtype=np.uint8)
+  model = load_model(MODEL)
+  margin, s = 2 * reach(model, 1, False) + 8, model.scale
+  with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster, \
+       Client(cluster):
+    out = sd.upscale_array(lazy, MODEL, cores=1)
+    starts = [np.cumsum((0,) + out.chunks[a][:-1]) for a in (0, 1)]
+    blocks = out.to_delayed()
+    futures = {}
+    for i in range(blocks.shape[0]):
+      for j in range(blocks.shape[1]):
+        futures[Client.current().compute(blocks[i, j])] = (int(starts[0][i]), int(starts[1][j]))
+    checked = 0
+    for future, block in as_completed(list(futures), with_results=True):
+      y, x = (v // s for v in futures[future])
+      h, w = block.shape[0] // s, block.shape[1] // s
+      y0, x0 = max(0, y - margin), max(0, x - margin)
+      y1, x1 = min(side, y + h + margin), min(side, x + w + margin)
+      expected = supertiny.upscale(field(y0, x0, y1 - y0, x1 - x0), model=model)
+      np.testing.assert_array_equal(block, expected[(y - y0) * s:(y - y0 + h) * s, (x - x0) * s:(x - x0 + w) * s])
+      checked += 1
+      del futures[future]
+  assert checked == blocks.size
