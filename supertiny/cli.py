@@ -100,12 +100,12 @@ def _upscale_one(model, source: Path, target: Path, tile: int, overlap: int | No
 
 
 def _outcome(work, source: Path, target: Path) -> tuple[tuple[int, ...], str] | str:
-  """(shape, dtype) of the raster `work()` returns, or its one-line error."""
+  """(shape, dtype) of the raster `work()` returns (or of the file it wrote, as that pair), or its one-line error."""
   try:
     result = work()
   except Exception as exc:  # noqa: BLE001 (any one file's failure, a decoder's or memory, must not stop the batch)
     return _message(exc, source, target)
-  return result.pixels.shape, str(result.pixels.dtype)
+  return result if isinstance(result, tuple) else (result.pixels.shape, str(result.pixels.dtype))
 
 
 def _message(exc: Exception, source: Path, target: Path) -> str:
@@ -210,8 +210,6 @@ def cmd_upscale(args: argparse.Namespace) -> int:
     if done:
       print(f"supertiny: skipping {len(done)} output(s) that exist", file=sys.stderr)
     pairs = [p for p in pairs if not p[1].exists()]
-  if args.dask or args.scheduler:
-    return _upscale_on_dask(args, model, pairs)
   failed = 0
   show = sys.stderr.isatty()
 
@@ -241,7 +239,12 @@ def cmd_upscale(args: argparse.Namespace) -> int:
         yield _settled(pending.popleft())
 
   with tqdm(total=len(pairs), unit="file", disable=not show or len(pairs) == 1) as files:
-    outcomes = _upscale_jobs(args, model, pairs) if args.jobs > 1 and len(pairs) > 1 else one_by_one()
+    if args.dask or args.scheduler:
+      outcomes = _upscale_on_dask(args, model, pairs)
+    elif args.jobs > 1 and len(pairs) > 1:
+      outcomes = _upscale_jobs(args, model, pairs)
+    else:
+      outcomes = one_by_one()
     for source, target, outcome in outcomes:
       files.update()
       if isinstance(outcome, str):
@@ -257,8 +260,9 @@ def cmd_upscale(args: argparse.Namespace) -> int:
   return 0
 
 
-def _upscale_on_dask(args: argparse.Namespace, model, pairs: list[tuple[Path, Path]]) -> int:
-  """`upscale --dask` / `--scheduler`: each file chunk by chunk on a Dask cluster, written window by window."""
+def _upscale_on_dask(args: argparse.Namespace, model, pairs: list[tuple[Path, Path]]):
+  """`upscale --dask` / `--scheduler`: each file chunk by chunk on a Dask cluster, written window by window; yields
+  (source, target, outcome) as the other ways of upscaling do."""
   from tqdm import tqdm
 
   from .dask import ModelRef, dask_client, upscale_file_chunked
@@ -267,35 +271,20 @@ def _upscale_on_dask(args: argparse.Namespace, model, pairs: list[tuple[Path, Pa
     raise SuperTinyError(f"model {model.name!r} is global (every output pixel sees the whole input): it cannot run "
                          "chunk by chunk on Dask")
   ref = ModelRef(args.model, args.scale, args.channels, args.weights)
-  failed = 0
-  show = sys.stderr.isatty()
   with dask_client(args.scheduler) as client:
     print(f"supertiny: Dask cluster of {len(client.scheduler_info()['workers'])} worker(s); dashboard "
           f"{client.dashboard_link}", file=sys.stderr)
-    for source, target in tqdm(pairs, unit="file", disable=not show or len(pairs) == 1):
+    for source, target in pairs:
       if target.exists() and not args.overwrite:
-        print(f"supertiny: error: {target}: already exists (pass --overwrite to replace it, or --skip-existing)",
-              file=sys.stderr)
-        failed += 1
+        yield source, target, f"{target}: already exists (pass --overwrite to replace it, or --skip-existing)"
         continue
-      with tqdm(desc=source.name, unit="chunk", leave=False, disable=not show) as chunks:
+      with tqdm(desc=source.name, unit="chunk", leave=False, disable=not sys.stderr.isatty()) as chunks:
         def on_chunk(done: int, total: int, bar=chunks) -> None:
           bar.total = total
           bar.update(done - bar.n)
 
-        try:
-          (h, w, c), dtype = upscale_file_chunked(source, target, ref, client, args.chunk, args.radiometry,
-                                                  args.tile, cores=1, progress=on_chunk)
-        except Exception as exc:  # noqa: BLE001 (one line per failed file; the batch goes on)
-          print(f"supertiny: error: {_message(exc, source, target)}", file=sys.stderr)
-          failed += 1
-          continue
-      tqdm.write(f"{source} -> {target} ({w}x{h}, {c} band{'s' if c > 1 else ''}, {dtype}, {model.name} "
-                 f"x{model.scale}, on Dask)")
-  if failed:
-    print(f"supertiny: {failed} of {len(pairs)} file(s) failed", file=sys.stderr)
-    return 1
-  return 0
+        yield source, target, _outcome(lambda s=source, t=target, p=on_chunk: upscale_file_chunked(
+          s, t, ref, client, args.chunk, args.radiometry, args.tile, cores=1, progress=p), source, target)
 
 
 def _device_list(text: str) -> list[str]:

@@ -155,7 +155,7 @@ def test_a_20000_pixel_raster_generated_lazily_equals_the_single_process_result_
   """A one-band 20000x20000 uint8 raster, never whole in any process (SUPERTINY_DASK_SIDE changes the side), x2 on
   a LocalCluster of two workers; every output chunk is compared with supertiny.upscale of its window (with a margin
   wider than the model's reach: tiling is exact, so that is the single-process result there)."""
-  from distributed import Client, LocalCluster, as_completed
+  from distributed import Client, LocalCluster
 
   from supertiny.pretrained import load_model
   from supertiny.runtime.runner import reach
@@ -168,22 +168,14 @@ def test_a_20000_pixel_raster_generated_lazily_equals_the_single_process_result_
   model = load_model(MODEL)
   margin, s = 2 * reach(model, 1, False) + 8, model.scale
   with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster, \
-       Client(cluster):
+       Client(cluster) as client:
     out = sd.upscale_array(lazy, MODEL, cores=1)
-    starts = [np.cumsum((0,) + out.chunks[a][:-1]) for a in (0, 1)]
-    blocks = out.to_delayed()
-    futures = {}
-    for i in range(blocks.shape[0]):
-      for j in range(blocks.shape[1]):
-        futures[Client.current().compute(blocks[i, j])] = (int(starts[0][i]), int(starts[1][j]))
     checked = 0
-    for future, block in as_completed(list(futures), with_results=True):
-      y, x = (v // s for v in futures[future])
-      h, w = block.shape[0] // s, block.shape[1] // s
+    for (y, x), block in sd.stream_blocks(client, out):
+      y, x, h, w = y // s, x // s, block.shape[0] // s, block.shape[1] // s
       y0, x0 = max(0, y - margin), max(0, x - margin)
       y1, x1 = min(side, y + h + margin), min(side, x + w + margin)
       expected = supertiny.upscale(field(y0, x0, y1 - y0, x1 - x0), model=model)
       np.testing.assert_array_equal(block, expected[(y - y0) * s:(y - y0 + h) * s, (x - x0) * s:(x - x0 + w) * s])
       checked += 1
-      del futures[future]
-  assert checked == blocks.size
+  assert checked == out.numblocks[0] * out.numblocks[1]

@@ -59,23 +59,23 @@ def write_scene(folder: Path, driver: str = "GTiff", georeferenced: bool = True,
   return folder
 
 
+def saved_random_sharpener(folder: Path, job, seed: int) -> Path:
+  """A small band sharpener for `job` with random weights, saved as sentinel2 saves them."""
+  Tensor.manual_seed(seed)
+  model = BandSharpener(len(job.guides), len(job.targets), width=8, blocks=1)
+  path = folder / f"small_{job.name}.safetensors"
+  sentinel2.save_sharpener(path, model, job, {"trained_on": "nothing (a test)"})
+  return path
+
+
 @pytest.fixture(scope="module")
 def small_model(tmp_path_factory) -> Path:
-  """A small band sharpener with random weights, saved as sentinel2 saves them."""
-  Tensor.manual_seed(3)
-  model = BandSharpener(4, 6, width=8, blocks=1)
-  path = tmp_path_factory.mktemp("weights") / "small.safetensors"
-  sentinel2.save_sharpener(path, model, sentinel2.JOBS["20m"], {"trained_on": "nothing (a test)"})
-  return path
+  return saved_random_sharpener(tmp_path_factory.mktemp("weights"), sentinel2.JOBS["20m"], 3)
 
 
 @pytest.fixture(scope="module")
 def small_model_60m(tmp_path_factory) -> Path:
-  Tensor.manual_seed(4)
-  model = BandSharpener(10, 2, width=8, blocks=1)
-  path = tmp_path_factory.mktemp("weights") / "small60.safetensors"
-  sentinel2.save_sharpener(path, model, sentinel2.JOBS["60m"], {"trained_on": "nothing (a test)"})
-  return path
+  return saved_random_sharpener(tmp_path_factory.mktemp("weights"), sentinel2.JOBS["60m"], 4)
 
 
 def test_tiled_band_stacks_equal_the_whole_run():
