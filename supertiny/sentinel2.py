@@ -32,7 +32,7 @@ from .train import fit
 
 SPLIT_MULTIPLE = 12  # the split column (10 m) lies on the 20, 40 and 60 m grids
 META_KEY = "supertiny-bandsharpen"
-WEIGHTS = Path(__file__).parent / "weights"
+WEIGHTS = Path(__file__).parent / "weights" / "sentinel2"  # apart from the zoo's checkpoints in weights/
 
 
 @dataclass(frozen=True)
@@ -48,7 +48,7 @@ class Sharpening:
 
   @property
   def shipped(self) -> Path:
-    return WEIGHTS / f"s2_bandsharpen_{self.name}.safetensors"
+    return WEIGHTS / f"bandsharpen_{self.name}.safetensors"
 
   def describe(self) -> str:
     return f"{', '.join(self.guides)} -> {', '.join(self.targets)}"
