@@ -9,6 +9,7 @@ import os
 import signal
 import sys
 import threading
+import time
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -184,8 +185,15 @@ def _upscale_jobs(args: argparse.Namespace, model, pairs: list[tuple[Path, Path]
     pool.shutdown(wait=False, cancel_futures=True)
     for process in workers:
       process.terminate()
+    # a worker inside a long native call (a kernel, a compile) sees SIGTERM only when it returns: on a loaded
+    # machine that can be tens of seconds, so what has not ended after a few seconds is killed
+    deadline = time.monotonic() + 5
     for process in workers:
-      process.join(10)
+      process.join(max(0.0, deadline - time.monotonic()))
+    for process in workers:
+      if process.is_alive():
+        process.kill()
+        process.join(5)
     for _, target in pairs:  # a worker ended between creating its temporary output and guarding it
       remove_partial_outputs(target)
     raise
