@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from .data.images import atomic_output, check_pixels, max_pixels
-from .data.radiometry import Radiometry
+from .data.radiometry import Radiometry, from_scale_offset
 from .data.raster import Raster
 from .errors import SuperTinyError, first_line
 from .pretrained import load_model
@@ -230,10 +230,8 @@ def _radiometry_of(data: Any, name: str) -> Radiometry | str:
   offset) as supertiny.data.radiometry.from_metadata does for files; else the name."""
   if name != "auto":
     return name
-  scale, offset = float(data.attrs.get("scale_factor", 1.0)), float(data.attrs.get("add_offset", 0.0))
-  if not np.isfinite(scale) or scale == 0 or not np.isfinite(offset) or (scale == 1 and offset == 0):
-    return "dtype"
-  return Radiometry("metadata", -offset / scale, 1 / scale, f"the file's scale {scale:g} and offset {offset:g}")
+  found = from_scale_offset(float(data.attrs.get("scale_factor", 1.0)), float(data.attrs.get("add_offset", 0.0)))
+  return "dtype" if found is None else found
 
 
 def _open_lazily(source: Path, chunk: int) -> Any:

@@ -60,8 +60,14 @@ def from_metadata(raster: Raster) -> Radiometry | None:
         items[role] = float(match.group(1))
       except ValueError:
         return None
-  scale, offset = items.get("scale"), items.get("offset", 0.0)
-  if scale is None or not np.isfinite(scale) or scale == 0 or not np.isfinite(offset) or (scale == 1 and offset == 0):
+  scale = items.get("scale")
+  return None if scale is None else from_scale_offset(scale, items.get("offset", 0.0))
+
+
+def from_scale_offset(scale: float, offset: float) -> Radiometry | None:
+  """The radiometry of GDAL's scale and offset (reflectance = stored x scale + offset); None when they say nothing
+  (1 and 0) or cannot be used."""
+  if not np.isfinite(scale) or scale == 0 or not np.isfinite(offset) or (scale == 1 and offset == 0):
     return None
   return Radiometry("metadata", -offset / scale, 1 / scale, f"the file's scale {scale:g} and offset {offset:g}")
 
