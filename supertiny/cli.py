@@ -51,6 +51,7 @@ def _outputs(inputs: list[str], out: str) -> list[tuple[Path, Path]]:
   """(source, target) pairs: files and the images of folders; OUT is a file for a single input file whose name has
   an image suffix, else a folder where each output keeps its input's name."""
   from .data.images import IMAGE_SUFFIXES, WRITABLE_SUFFIXES, list_images
+  from .data.raster import JPEG2000_SUFFIXES
 
   target = Path(out)
   sources: list[Path] = []
@@ -64,11 +65,12 @@ def _outputs(inputs: list[str], out: str) -> list[tuple[Path, Path]]:
       raise SuperTinyError(f"{target}: cannot write {target.suffix} files (writes "
                            f"{', '.join(sorted(WRITABLE_SUFFIXES))}; a name without a suffix is a folder)")
     raise SuperTinyError(f"{target}: {len(sources)} outputs need a folder, not a file name")
-  names = [p.name for p in sources]
+  # JPEG 2000 (satellite bands) is read, not written: it comes out as GeoTIFF, which keeps the georeferencing
+  names = [p.stem + ".tif" if p.suffix.lower() in JPEG2000_SUFFIXES else p.name for p in sources]
   twice = sorted({n for n in names if names.count(n) > 1})
   if twice:
     raise SuperTinyError(f"{twice[0]}: several inputs share this name and would overwrite each other in {target}")
-  return [(p, target / p.name) for p in sources]
+  return [(p, target / n) for p, n in zip(sources, names, strict=True)]
 
 
 _WORKER_MODEL = None  # the model of an `upscale --jobs` worker process, loaded once by _start_worker
@@ -696,7 +698,8 @@ def build_parser() -> argparse.ArgumentParser:
   up.add_argument("--chunk", type=_positive_int, default=1024, help="--dask: chunk side in input pixels [1024]")
   up.add_argument("--radiometry", choices=RADIOMETRY_CHOICES, default="auto", metavar="NAME",
                   help="what the values mean, so the model sees them at the right brightness: auto (the file's "
-                       "GDAL scale/offset, else dtype), dtype (integers by their type's range, floats by their own), "
+                       "GDAL scale/offset, else a Landsat MTL beside it or a Sentinel-2 MTD XML above it, else "
+                       "dtype), dtype (integers by their type's range, floats by their own), "
                        "reflectance, 12bit, spot12, s2, s2-n0400 (Sentinel-2 from baseline 04.00: DN - 1000), "
                        "landsat-sr, landsat-c2-sr; outputs keep the input's units and dtype [auto]")
   up.add_argument("--jobs", type=_positive_int, default=1,

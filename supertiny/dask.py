@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from .data.images import atomic_output, check_pixels, max_pixels
-from .data.radiometry import Radiometry, from_scale_offset
+from .data.radiometry import Radiometry, from_scale_offset, sidecar_radiometry
 from .data.raster import Raster
 from .errors import SuperTinyError, first_line
 from .pretrained import load_model
@@ -225,12 +225,15 @@ def upscale_dataarray(data: Any, model: str | None = None, scale: int | None = N
 
 
 
-def _radiometry_of(data: Any, name: str) -> Radiometry | str:
+def _radiometry_of(data: Any, name: str, source: Path | None = None) -> Radiometry | str:
   """The radiometry for a rioxarray DataArray: "auto" reads its scale_factor and add_offset (GDAL's scale and
-  offset) as supertiny.data.radiometry.from_metadata does for files; else the name."""
+  offset) as supertiny.data.radiometry.from_metadata does for files, else the product metadata beside `source`
+  (the file it was read from); else the name."""
   if name != "auto":
     return name
   found = from_scale_offset(float(data.attrs.get("scale_factor", 1.0)), float(data.attrs.get("add_offset", 0.0)))
+  if found is None and source is not None:
+    found = sidecar_radiometry(source)
   return "dtype" if found is None else found
 
 
@@ -321,7 +324,7 @@ def upscale_file_chunked(source: Path, target: Path, ref: ModelRef, client: Any,
     if context is not None and tile > 2 * context:
       chunk = aligned(chunk, tile - 2 * context)
   data = _open_lazily(source, chunk)
-  chosen = _radiometry_of(data, radiometry)
+  chosen = _radiometry_of(data, radiometry, source)
   nodata = data.rio.nodata if hasattr(data, "rio") else None
   pixels = data.transpose("y", "x", "band").data
   out = upscale_array(pixels, ref.name, ref.scale, ref.channels, ref.weights, chosen, nodata, tile=tile,

@@ -160,7 +160,8 @@ def upscale_source(model: SRModel, source: Path, target: Path, tile: int = 256, 
                          f"(writes {', '.join(sorted(WRITABLE_SUFFIXES))})")
   raster = read_raster(source)
   _check_size(raster.pixels, str(source))
-  return upscale_raster(model, raster, tile, overlap, progress, radiometry)
+  chosen = resolve_radiometry(radiometry, raster, source)  # "auto" also reads a product's metadata file
+  return upscale_raster(model, raster, tile, overlap, progress, "dtype" if chosen is None else chosen)
 
 
 def write_output(target: Path, result: Raster) -> None:

@@ -1,6 +1,7 @@
 """`supertiny upscale`, the Python API and `supertiny compare` as users run them: what the file says survives
 (dtype, bands, alpha, georeferencing read back by GDAL), bad input fails alone, the figure is made."""
 
+import json
 import warnings
 from pathlib import Path
 
@@ -273,3 +274,98 @@ def test_an_int16_landsat_band_keeps_its_type_nodata_and_georeferencing(tmp_path
   far[14:30, 8:24] = False  # pixels whose bicubic taps reach the filled hole
   reference = np.round(imresize(band.astype(np.float64), 2))
   assert np.abs(out[far] - reference[far]).max() <= 1
+
+
+LANDSAT_PRODUCT = "LC08_L2SP_035032_20200101_20200823_02_T1"
+LANDSAT_MTL = """GROUP = LANDSAT_METADATA_FILE
+  GROUP = LEVEL2_SURFACE_REFLECTANCE_PARAMETERS
+    REFLECTANCE_MULT_BAND_4 = 2.75E-05
+    REFLECTANCE_ADD_BAND_4 = -0.200000
+  END_GROUP = LEVEL2_SURFACE_REFLECTANCE_PARAMETERS
+  GROUP = LEVEL2_SURFACE_TEMPERATURE_PARAMETERS
+    TEMPERATURE_MULT_BAND_ST_B10 = 0.00341802
+    TEMPERATURE_ADD_BAND_ST_B10 = 149.0
+  END_GROUP = LEVEL2_SURFACE_TEMPERATURE_PARAMETERS
+  GROUP = LEVEL1_RADIOMETRIC_RESCALING
+    REFLECTANCE_MULT_BAND_4 = 2.0000E-05
+    REFLECTANCE_ADD_BAND_4 = -0.100000
+  END_GROUP = LEVEL1_RADIOMETRIC_RESCALING
+END_GROUP = LANDSAT_METADATA_FILE
+END
+"""
+
+
+@pytest.mark.parametrize("form", ["txt", "json"])
+def test_landsat_mtl_gives_each_band_file_its_reflectance_rescaling(tmp_path, form):
+  """USGS Collection 2: reflectance = MULT x DN + ADD, from the Level 2 group for _SR_Bn files, the Level 1 group
+  for _Bn files; stored value of reflectance 0 = -ADD / MULT, units per reflectance 1 = 1 / MULT."""
+  from supertiny.data.radiometry import sidecar_radiometry
+
+  if form == "txt":
+    (tmp_path / f"{LANDSAT_PRODUCT}_MTL.txt").write_text(LANDSAT_MTL)
+  else:
+    (tmp_path / f"{LANDSAT_PRODUCT}_MTL.json").write_text(json.dumps({"LANDSAT_METADATA_FILE": {
+      "LEVEL2_SURFACE_REFLECTANCE_PARAMETERS": {"REFLECTANCE_MULT_BAND_4": "2.75E-05",
+                                                "REFLECTANCE_ADD_BAND_4": "-0.200000"},
+      "LEVEL1_RADIOMETRIC_RESCALING": {"REFLECTANCE_MULT_BAND_4": "2.0000E-05",
+                                       "REFLECTANCE_ADD_BAND_4": "-0.100000"}}}))
+  surface = sidecar_radiometry(tmp_path / f"{LANDSAT_PRODUCT}_SR_B4.TIF")
+  assert surface.offset == pytest.approx(0.2 / 2.75e-5) and surface.full_scale == pytest.approx(1 / 2.75e-5)
+  top_of_atmosphere = sidecar_radiometry(tmp_path / f"{LANDSAT_PRODUCT}_B4.TIF")
+  assert (top_of_atmosphere.offset, top_of_atmosphere.full_scale) == pytest.approx((5000.0, 50000.0))
+  assert sidecar_radiometry(tmp_path / f"{LANDSAT_PRODUCT}_SR_B7.TIF") is None  # no rescaling stated for it
+  assert sidecar_radiometry(tmp_path / "photo.tif") is None
+  with pytest.warns(UserWarning, match="no LC08_L2SP_035032_20200101_20200823_02_T2_MTL.txt"):
+    assert sidecar_radiometry(tmp_path / "LC08_L2SP_035032_20200101_20200823_02_T2_SR_B4.TIF") is None
+
+
+def test_upscale_auto_reads_a_landsat_mtl_beside_the_band(tmp_path):
+  """`--radiometry auto` on a Collection 2 surface-reflectance band with its MTL gives the file of
+  `--radiometry landsat-c2-sr` (the same rescaling), not the file of the dtype mapping."""
+  y, x = np.mgrid[0:24, 0:24]
+  band = np.round(9000 + 3000 * np.sin(x / 3) * np.cos(y / 4)).astype(np.uint16)
+  source = tmp_path / f"{LANDSAT_PRODUCT}_SR_B4.TIF"
+  tifffile.imwrite(source, band)
+  (tmp_path / f"{LANDSAT_PRODUCT}_MTL.txt").write_text(LANDSAT_MTL)
+  results = {}
+  for name in ("auto", "landsat-c2-sr", "dtype"):
+    target = tmp_path / f"{name}.tif"
+    assert main(["upscale", "--model", "espcn_x2_y", "--radiometry", name,
+                 str(source), "-o", str(target)]) == 0
+    results[name] = tifffile.imread(target)
+  assert np.array_equal(results["auto"], results["landsat-c2-sr"])
+  assert not np.array_equal(results["auto"], results["dtype"])
+
+
+def test_a_jpeg2000_band_upscales_to_a_geotiff_with_its_crs_and_grid(tmp_path):
+  """A Sentinel-2 band file (JPEG 2000, read through GDAL) in a folder comes out as a GeoTIFF covering the same
+  ground at half the pixel size, with the CRS GDAL read from the JP2, its nodata and its dtype; `auto` takes the
+  offset of baseline 04.00 from the product's MTD XML above it."""
+  rasterio = pytest.importorskip("rasterio")
+  from rasterio.transform import from_origin
+
+  from supertiny.data.radiometry import sidecar_radiometry
+  from supertiny.ops import imresize
+
+  product = tmp_path / "S2B_MSIL1C.SAFE"
+  folder = product / "GRANULE" / "L1C_T33UUU" / "IMG_DATA"
+  folder.mkdir(parents=True)
+  (product / "MTD_MSIL1C.xml").write_text("<root><PROCESSING_BASELINE>04.00</PROCESSING_BASELINE></root>")
+  y, x = np.mgrid[0:40, 0:48]
+  band = np.round(2500 + 800 * np.sin(x / 5) * np.cos(y / 6)).astype(np.uint16)
+  source = folder / "T33UUU_20220216T102101_B05.jp2"
+  profile = {"driver": "JP2OpenJPEG", "width": 48, "height": 40, "count": 1, "dtype": "uint16", "nodata": 0,
+             "crs": "EPSG:32633", "transform": from_origin(330000, 5822040, 20, 20), "QUALITY": 100,
+             "REVERSIBLE": "YES"}
+  with rasterio.open(source, "w", **profile) as dst:
+    dst.write(band, 1)
+  assert sidecar_radiometry(source).offset == 1000.0
+  out = tmp_path / "out"
+  assert main(["upscale", "--model", "bicubic", "--scale", "2", str(folder), "-o", str(out)]) == 0
+  with rasterio.open(source) as src, rasterio.open(out / "T33UUU_20220216T102101_B05.tif") as dst:
+    assert np.array_equal(src.read(1), band)  # the JP2 is lossless, so the reference input is exact
+    assert dst.crs == src.crs and dst.crs.to_epsg() == 32633 and dst.res == (10.0, 10.0)
+    assert dst.bounds == pytest.approx(tuple(src.bounds))
+    assert dst.dtypes[0] == "uint16" and dst.nodata == 0
+    result = dst.read(1)
+  assert np.abs(result.astype(np.float64) - np.round(imresize(band.astype(np.float64), 2))).max() <= 1

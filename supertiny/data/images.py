@@ -23,7 +23,8 @@ from ..errors import SuperTinyError, first_line
 
 MAX_TIFF_PAGES = 64  # bands stored one per page
 DEFAULT_MAX_PIXELS = 1 << 30  # about a gigapixel: larger headers are refused before decoding (SUPERTINY_MAX_PIXELS)
-IMAGE_SUFFIXES = frozenset({".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pnm"})
+IMAGE_SUFFIXES = frozenset({".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pnm",
+                            ".jp2", ".j2k", ".jpx"})
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 

@@ -8,8 +8,11 @@ written keeps the input's units and dtype. Values above full scale (clouds, snow
 
 from __future__ import annotations
 
+import json
 import re
+import warnings
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -72,13 +75,136 @@ def from_scale_offset(scale: float, offset: float) -> Radiometry | None:
   return Radiometry("metadata", -offset / scale, 1 / scale, f"the file's scale {scale:g} and offset {offset:g}")
 
 
-def resolve(name: str, raster: Raster) -> Radiometry | None:
+_S2_METADATA_FILES = ("MTD_MSIL1C.xml", "MTD_MSIL2A.xml")
+# T33UUU_20170216T102101_B04.jp2 (L1C), T33UUU_..._B04_10m.jp2 (L2A)
+_S2_BAND_FILE = re.compile(r"^T\d{2}[A-Z]{3}_\d{8}T\d{6}_B(?:0[1-9]|1[0-2]|8A)(?:_\d+m)?$", re.IGNORECASE)
+# LC08_L2SP_035032_20200101_20200823_02_T1_SR_B4.TIF (Collection 2 Level 2), LC08_L1TP_..._T1_B4.TIF (Level 1)
+_LANDSAT_BAND_FILE = re.compile(r"^(L[CEOTM]\d{2}_[A-Z0-9]{4}_\d{6}_\d{8}_\d{8}_\d{2}_[A-Z0-9]{2})_(SR_)?B(\d{1,2})$",
+                                re.IGNORECASE)
+_LANDSAT_GROUPS = {True: ("LEVEL2_SURFACE_REFLECTANCE_PARAMETERS",),  # surface reflectance files (_SR_Bn)
+                   False: ("LEVEL1_RADIOMETRIC_RESCALING", "RADIOMETRIC_RESCALING")}  # Level 1 (Collection 2, 1)
+
+
+def sentinel2_product_radiometry(folder: Path) -> Radiometry | None:
+  """The radiometry a Sentinel-2 product's MTD_MSIL1C.xml / MTD_MSIL2A.xml states (in `folder` or up to four
+  folders above): QUANTIFICATION_VALUE and RADIO_ADD_OFFSET / BOA_ADD_OFFSET, else the processing baseline (04.00
+  and later add 1000). None when there is no such file."""
+  for place in [folder, *list(folder.parents)[:4]]:
+    for name in _S2_METADATA_FILES:
+      path = place / name
+      if path.is_file():
+        return _sentinel2_xml(path)
+  return None
+
+
+def _sentinel2_xml(path: Path) -> Radiometry:
+  text = path.read_text(errors="replace")
+
+  def values(tag: str) -> list[float]:
+    return [float(v) for v in re.findall(rf"<{tag}\b[^>]*>\s*([-+0-9.eE]+)\s*</{tag}>", text)]
+
+  scale = values("QUANTIFICATION_VALUE") or values("BOA_QUANTIFICATION_VALUE")
+  offsets = values("RADIO_ADD_OFFSET") or values("BOA_ADD_OFFSET")
+  baseline = re.search(r"<PROCESSING_BASELINE>\s*([0-9.]+)\s*</PROCESSING_BASELINE>", text)
+  full_scale = scale[0] if scale else 10000.0
+  if offsets:
+    if len(set(offsets)) > 1:
+      raise SuperTinyError(f"{path}: bands have different offsets ({sorted(set(offsets))}); not supported")
+    offset = -offsets[0]
+  else:
+    offset = 1000.0 if baseline and float(baseline.group(1)) >= 4.0 else 0.0
+  if not full_scale > 0:
+    raise SuperTinyError(f"{path}: quantification value {full_scale} is not positive")
+  where = f"baseline {baseline.group(1)}" if baseline else "no baseline given"
+  return Radiometry("metadata", offset, full_scale, f"{path.name}: {where}, offset {offset:g}, scale {full_scale:g}")
+
+
+def landsat_mtl_radiometry(band_file: Path) -> Radiometry | None:
+  """The reflectance rescaling a Landsat Collection 1/2 band file's MTL (`<product id>_MTL.txt` or `_MTL.json`
+  beside it) states for its band: REFLECTANCE_MULT_BAND_n and REFLECTANCE_ADD_BAND_n of the Level 2 surface
+  reflectance group for `_SR_Bn` files, of the Level 1 rescaling group for `_Bn` files (top-of-atmosphere
+  reflectance, without the sun-elevation correction). None for other names and for bands without reflectance
+  (thermal); a warning when a Landsat band file has no MTL beside it."""
+  match = _LANDSAT_BAND_FILE.match(band_file.stem)
+  if match is None:
+    return None
+  product, surface, band = match.group(1), bool(match.group(2)), int(match.group(3))
+  candidates = [band_file.parent / f"{product}_MTL{suffix}" for suffix in (".txt", ".TXT", ".json", ".JSON")]
+  mtl = next((p for p in candidates if p.is_file()), None)
+  if mtl is None:
+    warnings.warn(f"{band_file}: no {product}_MTL.txt beside it; its values are mapped by the dtype's range "
+                  "(--radiometry landsat-c2-sr for Collection 2 surface reflectance)", stacklevel=3)
+    return None
+  groups = _read_mtl(mtl)
+  for group in _LANDSAT_GROUPS[surface]:
+    items = groups.get(group, {})
+    mult, add = items.get(f"REFLECTANCE_MULT_BAND_{band}"), items.get(f"REFLECTANCE_ADD_BAND_{band}")
+    if mult is None or add is None:
+      continue
+    try:
+      scale, offset = float(mult), float(add)
+    except ValueError:
+      raise SuperTinyError(f"{mtl}: REFLECTANCE_MULT/ADD_BAND_{band} are not numbers ({mult!r}, {add!r})") from None
+    found = from_scale_offset(scale, offset)
+    if found is not None:
+      return Radiometry("metadata", found.offset, found.full_scale,
+                        f"{mtl.name}: {group} band {band}, reflectance = {scale:g} DN + {offset:g}")
+  return None
+
+
+def _read_mtl(path: Path) -> dict[str, dict[str, str]]:
+  """An MTL file's groups: {group name: {key: value}}, from its ODL text (GROUP = ... / KEY = value / END_GROUP)
+  or its JSON form."""
+  try:
+    text = path.read_text(errors="replace")
+    if path.suffix.lower() == ".json":
+      groups: dict[str, dict[str, str]] = {}
+
+      def walk(name: str, node: object) -> None:
+        if isinstance(node, dict):
+          groups.setdefault(name, {}).update({k: str(v) for k, v in node.items() if not isinstance(v, dict)})
+          for key, value in node.items():
+            if isinstance(value, dict):
+              walk(key, value)
+
+      walk("", json.loads(text))
+      return groups
+  except (OSError, ValueError) as exc:
+    raise SuperTinyError(f"{path}: not a readable MTL file ({exc})") from None
+  groups, stack = {}, [""]
+  for line in text.splitlines():
+    key, sep, value = line.partition("=")
+    if not sep:
+      continue
+    key, value = key.strip(), value.strip().strip('"')
+    if key == "GROUP":
+      stack.append(value)
+    elif key == "END_GROUP":
+      if len(stack) > 1:
+        stack.pop()
+    else:
+      groups.setdefault(stack[-1], {})[key] = value
+  return groups
+
+
+def sidecar_radiometry(source: Path) -> Radiometry | None:
+  """The radiometry a band file's product metadata states: a Landsat MTL beside it, or a Sentinel-2 product's
+  MTD XML above it; None for other files."""
+  if _LANDSAT_BAND_FILE.match(source.stem):
+    return landsat_mtl_radiometry(source)
+  if _S2_BAND_FILE.match(source.stem):
+    return sentinel2_product_radiometry(source.parent)
+  return None
+
+
+def resolve(name: str, raster: Raster, source: Path | None = None) -> Radiometry | None:
   """The radiometry `name` asks for (None: map by the dtype's range, or a float image's own range); "auto" reads
-  the file's scale and offset when it has them."""
+  the file's scale and offset when it has them, else the product metadata beside `source` (the file read)."""
   if name == "dtype":
     return None
   if name == "auto":
-    return from_metadata(raster)
+    found = from_metadata(raster)
+    return found if found is not None or source is None else sidecar_radiometry(source)
   if name not in RADIOMETRIES:
     raise SuperTinyError(f"unknown radiometry {name!r}; choose from {', '.join(CHOICES)}")
   return RADIOMETRIES[name]

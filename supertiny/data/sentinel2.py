@@ -19,7 +19,8 @@ import numpy as np
 
 from ..errors import SuperTinyError, first_line
 from .images import atomic_output
-from .radiometry import RADIOMETRIES, Radiometry
+from .radiometry import RADIOMETRIES, Radiometry, sentinel2_product_radiometry
+from .raster import rasterio_module
 
 BANDS = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B10", "B11", "B12")
 RESOLUTION = {"B01": 60, "B02": 10, "B03": 10, "B04": 10, "B05": 20, "B06": 20, "B07": 20, "B08": 10, "B8A": 20,
@@ -30,17 +31,6 @@ BANDS_60M = tuple(b for b in BANDS if RESOLUTION[b] == 60)
 NODATA = 0
 # T33UUU_20170216T102101_B04.jp2 (L1C), T33UUU_..._B04_10m.jp2 (L2A), B04.tif
 _BAND_FILE = re.compile(r"(?:^|_)(B(?:0[1-9]|1[0-2]|8A))(?:_(\d+)m)?\.(?:jp2|tiff?)$", re.IGNORECASE)
-_METADATA_FILES = ("MTD_MSIL1C.xml", "MTD_MSIL2A.xml")
-
-
-def rasterio_module() -> Any:
-  """rasterio, or a one-line error saying how to install it."""
-  try:
-    import rasterio
-  except ImportError:
-    raise SuperTinyError("Sentinel-2 band files (JPEG 2000) and georeferenced output need GDAL: "
-                         "pip install 'supertiny[geo]' (rasterio)") from None
-  return rasterio
 
 
 @dataclass
@@ -98,44 +88,10 @@ def find_band_files(folder: str | Path) -> dict[str, Path]:
   return {band: found[band][1] for band in BANDS if band in found}
 
 
-def metadata_radiometry(folder: Path) -> Radiometry | None:
-  """The radiometry a product's MTD_MSIL1C.xml / MTD_MSIL2A.xml states (in `folder` or up to four folders above):
-  QUANTIFICATION_VALUE and RADIO_ADD_OFFSET / BOA_ADD_OFFSET, else the processing baseline (04.00 and later add
-  1000). None when there is no such file."""
-  for place in [folder, *list(folder.parents)[:4]]:
-    for name in _METADATA_FILES:
-      path = place / name
-      if path.is_file():
-        return _radiometry_from_xml(path)
-  return None
-
-
-def _radiometry_from_xml(path: Path) -> Radiometry:
-  text = path.read_text(errors="replace")
-
-  def values(tag: str) -> list[float]:
-    return [float(v) for v in re.findall(rf"<{tag}\b[^>]*>\s*([-+0-9.eE]+)\s*</{tag}>", text)]
-
-  scale = values("QUANTIFICATION_VALUE") or values("BOA_QUANTIFICATION_VALUE")
-  offsets = values("RADIO_ADD_OFFSET") or values("BOA_ADD_OFFSET")
-  baseline = re.search(r"<PROCESSING_BASELINE>\s*([0-9.]+)\s*</PROCESSING_BASELINE>", text)
-  full_scale = scale[0] if scale else 10000.0
-  if offsets:
-    if len(set(offsets)) > 1:
-      raise SuperTinyError(f"{path}: bands have different offsets ({sorted(set(offsets))}); not supported")
-    offset = -offsets[0]
-  else:
-    offset = 1000.0 if baseline and float(baseline.group(1)) >= 4.0 else 0.0
-  if not full_scale > 0:
-    raise SuperTinyError(f"{path}: quantification value {full_scale} is not positive")
-  where = f"baseline {baseline.group(1)}" if baseline else "no baseline given"
-  return Radiometry("metadata", offset, full_scale, f"{path.name}: {where}, offset {offset:g}, scale {full_scale:g}")
-
-
 def scene_radiometry(folder: Path, name: str) -> Radiometry:
   """`name` ("auto": the product's metadata, else Sentinel-2 before baseline 04.00 with a warning)."""
   if name == "auto":
-    found = metadata_radiometry(folder)
+    found = sentinel2_product_radiometry(folder)
     if found is not None:
       return found
     warnings.warn(f"{folder}: no MTD_MSIL1C.xml or MTD_MSIL2A.xml; assuming digital numbers = reflectance x 10000 "
