@@ -56,6 +56,8 @@ def main() -> None:
   parser.add_argument("--json", action="store_true")
   args = parser.parse_args()
   options = ["--model", args.model, "--channels", args.channels, "--scale", args.scale]
+  if not args.model.endswith(".safetensors") and "_x" not in args.model:
+    options.append("--random-init")  # memory does not depend on the weights: any zoo model, shipped or not
   with tempfile.TemporaryDirectory() as tmp:
     many, one = Path(tmp) / "many", Path(tmp) / "one"
     make_folder(many, args.count)

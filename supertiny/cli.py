@@ -76,8 +76,8 @@ def _outputs(inputs: list[str], out: str) -> list[tuple[Path, Path]]:
 _WORKER_MODEL = None  # the model of an `upscale --jobs` worker process, loaded once by _start_worker
 
 
-def _start_worker(model: str | None, scale: int | None, channels: int, weights: str | None,
-                  device: str | None, cores: int) -> None:
+def _start_worker(model: str | None, scale: int | None, channels: int | None, weights: str | None,
+                  random_init: bool, device: str | None, cores: int) -> None:
   global _WORKER_MODEL
   from .pretrained import load_model
   from .runtime.internals import compile_in_process
@@ -89,7 +89,7 @@ def _start_worker(model: str | None, scale: int | None, channels: int, weights: 
     os.environ["DEV"] = device  # this process has not opened a tinygrad device yet
   os.environ["SUPERTINY_CORES"] = str(cores)  # the jobs share the cores
   warnings.simplefilter("ignore")  # the parent has shown load_model's warnings once
-  _WORKER_MODEL = load_model(model, scale, channels, weights)
+  _WORKER_MODEL = load_model(model, scale, channels, weights, random_init)
 
 
 def _upscale_one(model, source: Path, target: Path, tile: int, overlap: int | None, overwrite: bool,
@@ -170,7 +170,8 @@ def _upscale_jobs(args: argparse.Namespace, model, pairs: list[tuple[Path, Path]
 
   jobs = min(args.jobs, len(pairs))
   context = multiprocessing.get_context("spawn")  # a fresh interpreter: no tinygrad state copied from this one
-  init = (args.model, model.scale, args.channels, args.weights, args.device, max(1, len(core_devices()) // jobs))
+  init = (args.model, model.scale, args.channels, args.weights, args.random_init, args.device,
+          max(1, len(core_devices()) // jobs))
   pool = ProcessPoolExecutor(jobs, mp_context=context, initializer=_start_worker, initargs=init)
   try:
     futures = [(s, t, pool.submit(_upscale_in_worker, s, t, args.tile, args.tile_overlap, args.overwrite,
@@ -213,7 +214,7 @@ def cmd_upscale(args: argparse.Namespace) -> int:
   from .runtime.cores import core_devices
   from .upscaling import upscale_source
 
-  model = load_model(args.model, args.scale, args.channels, args.weights)
+  model = load_model(args.model, args.scale, args.channels, args.weights, args.random_init)
   pairs = _outputs(args.inputs, args.output)
   if args.skip_existing:  # outputs are written whole or not at all, so one that exists is complete
     done = [p for p in pairs if p[1].exists()]
@@ -280,7 +281,7 @@ def _upscale_on_dask(args: argparse.Namespace, model, pairs: list[tuple[Path, Pa
   if model.receptive_field is None:
     raise SuperTinyError(f"model {model.name!r} is global (every output pixel sees the whole input): it cannot run "
                          "chunk by chunk on Dask")
-  ref = ModelRef(args.model, args.scale, args.channels, args.weights)
+  ref = ModelRef(args.model, args.scale, args.channels, args.weights, args.random_init)
   with dask_client(args.scheduler) as client:
     print(f"supertiny: Dask cluster of {len(client.scheduler_info()['workers'])} worker(s); dashboard "
           f"{client.dashboard_link}", file=sys.stderr)
@@ -380,7 +381,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
                          "per folder")
   if bool(args.dirs) == bool(args.worldstrat):
     raise SuperTinyError("give HR folders or --worldstrat ROOT (one of the two)")
-  model = load_model(args.model, args.scale, args.channels, args.weights)
+  model = load_model(args.model, args.scale, args.channels, args.weights, args.random_init)
   results = []
   if args.worldstrat:
     from .evaluate import evaluate_worldstrat
@@ -429,7 +430,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
   from .pretrained import default_model, load_model
 
   name = args.model or default_model(args.scale)
-  model = load_model(name, args.scale, args.channels, args.weights)
+  model = load_model(name, args.scale, args.channels, args.weights, args.random_init)
   label = Path(name).stem if name.endswith(".safetensors") else name
   lr, hr = load_pair(args.image, args.scale)
   out = Path(args.output)
@@ -646,7 +647,10 @@ def build_parser() -> argparse.ArgumentParser:
   ev.add_argument("--model", default="bicubic", help="model name (see `supertiny zoo`) or checkpoint file [bicubic]")
   ev.add_argument("--scale", type=_positive_int, required=True, help="upscaling factor")
   ev.add_argument("--weights", metavar="FILE", help="weights for a learned model (.pth/.pt state dict, .safetensors)")
-  ev.add_argument("--channels", type=_channels, default=3, help="learned models: y (or 1) or rgb (or 3) [rgb]")
+  ev.add_argument("--channels", type=_channels,
+                  help="learned models: y (or 1) or rgb (or 3) [the shipped weights'; rgb with --random-init]")
+  ev.add_argument("--random-init", action="store_true",
+                  help="run a learned zoo model from random initialisation (untrained) instead of its shipped weights")
   ev.add_argument("--lr-dir", dest="lr_dirs", action="append", metavar="LR_DIR",
                   help="folder of given LR images matched to DIR by file name (once per DIR)")
   ev.add_argument("--lr", dest="old_lr_dirs", action="append", help=argparse.SUPPRESS)  # deprecated: --lr-dir
@@ -666,7 +670,10 @@ def build_parser() -> argparse.ArgumentParser:
   demo.add_argument("--model", help="model name or checkpoint [the best shipped model for the scale]")
   demo.add_argument("--scale", type=_positive_int, default=4, help="upscaling factor [4]")
   demo.add_argument("--weights", metavar="FILE", help="weights for a learned model")
-  demo.add_argument("--channels", type=_channels, default=3, help="learned models: y (or 1) or rgb (or 3) [rgb]")
+  demo.add_argument("--channels", type=_channels,
+                  help="learned models: y (or 1) or rgb (or 3) [the shipped weights'; rgb with --random-init]")
+  demo.add_argument("--random-init", action="store_true",
+                  help="run a learned zoo model from random initialisation (untrained) instead of its shipped weights")
   demo.add_argument("-o", "--output", default="supertiny-demo", help="output folder [supertiny-demo]")
   demo.set_defaults(run=cmd_demo)
 
@@ -680,8 +687,11 @@ def build_parser() -> argparse.ArgumentParser:
   up.add_argument("--model", help="model name or checkpoint file [the best shipped model for the scale]")
   up.add_argument("--scale", type=_positive_int, help="upscaling factor [the checkpoint's, else 4]")
   up.add_argument("--weights", metavar="FILE", help="weights for a learned zoo model")
-  up.add_argument("--channels", type=_channels, default=3,
-                  help="learned zoo models: y (or 1), rgb (or 3), N = N-band images [rgb]")
+  up.add_argument("--channels", type=_channels,
+                  help="learned zoo models: y (or 1), rgb (or 3), N = N-band images [the shipped weights'; rgb with "
+                       "--weights or --random-init]")
+  up.add_argument("--random-init", action="store_true",
+                  help="run a learned zoo model from random initialisation (untrained) instead of its shipped weights")
   up.add_argument("--tile", type=_positive_int, default=256, help="tile side in input pixels [256]")
   up.add_argument("--tile-overlap", dest="tile_overlap", type=int, metavar="O",
                   help="overlap of neighbouring tiles in input pixels [the model's receptive field; 32 if global]")

@@ -46,7 +46,7 @@ def compare(image: str | Path, scale: int, models: list[str], given_lr: bool = F
     lr, hr = load_pair(path, scale)
   panels = [Panel("ground truth (HR)", hr, None)] if hr is not None else []
   for name in models:
-    model = load_model(name, scale, 3)
+    model = load_model(name, scale)
     sr = upscale_tiled(model, lr)
     label = Path(name).stem if name.endswith(".safetensors") else name
     panels.append(Panel(label, sr, score(sr, hr, scale) if hr is not None else None))

@@ -50,11 +50,13 @@ def _dask_array() -> Any:
 @dataclass(frozen=True)
 class ModelRef:
   """What a worker needs to load the model itself: a zoo name or checkpoint (None: the best shipped model for
-  `scale`), the scale, the channels of a zoo model and a weights file."""
+  `scale`), the scale, the channels of a zoo model (None: its shipped weights'), a weights file, and whether a
+  learned model without one runs from random initialisation."""
   name: str | None = None
   scale: int | None = None
-  channels: int = 3
+  channels: int | None = None
   weights: str | None = None
+  random_init: bool = False
 
   def load(self) -> Any:
     return _loaded(self)
@@ -71,7 +73,7 @@ def _loaded(ref: ModelRef) -> Any:
     pass
   else:  # a Dask worker is one of several processes: no pool of compiler processes under each
     compile_in_process()
-  return load_model(ref.name, ref.scale, ref.channels, ref.weights)
+  return load_model(ref.name, ref.scale, ref.channels, ref.weights, ref.random_init)
 
 
 @dataclass(frozen=True)
@@ -142,9 +144,10 @@ def _merged(chunks: tuple[int, ...], least: int) -> tuple[int, ...]:
   return tuple(merged)
 
 
-def upscale_array(array: Any, model: str | None = None, scale: int | None = None, channels: int = 3,
+def upscale_array(array: Any, model: str | None = None, scale: int | None = None, channels: int | None = None,
                   weights: str | None = None, radiometry: str | Radiometry = "dtype", nodata: float | None = None,
-                  alpha: bool | None = None, tile: int = 256, cores: int | None = None) -> Any:
+                  alpha: bool | None = None, tile: int = 256, cores: int | None = None,
+                  random_init: bool = False) -> Any:
   """A lazy dask array (HxW or HxWxC; any chunks over rows and columns) upscaled chunk by chunk: a dask array
   `scale` times larger with the same dtype and chunks scaled. `radiometry`: a name of
   supertiny.data.radiometry.RADIOMETRIES, or "dtype" (integers by their dtype's range, floats and signed integers
@@ -160,7 +163,7 @@ def upscale_array(array: Any, model: str | None = None, scale: int | None = None
   if array.shape[0] * array.shape[1] > max_pixels():
     raise SuperTinyError(f"array of {array.shape[1]}x{array.shape[0]} is {array.shape[0] * array.shape[1] / 1e6:.0f} "
                          f"megapixels, over the limit of {max_pixels() / 1e6:.0f} (raise it with SUPERTINY_MAX_PIXELS)")
-  ref = ModelRef(model, scale, channels, weights)
+  ref = ModelRef(model, scale, channels, weights, random_init)
   loaded = ref.load()
   bands = array.shape[2]
   if alpha is None:
@@ -192,9 +195,9 @@ def upscale_array(array: Any, model: str | None = None, scale: int | None = None
   return out[:, :, 0] if flat else out
 
 
-def upscale_dataarray(data: Any, model: str | None = None, scale: int | None = None, channels: int = 3,
+def upscale_dataarray(data: Any, model: str | None = None, scale: int | None = None, channels: int | None = None,
                       weights: str | None = None, radiometry: str = "dtype", tile: int = 256,
-                      cores: int | None = None) -> Any:
+                      cores: int | None = None, random_init: bool = False) -> Any:
   """An xarray DataArray of dims (y, x) or (band, y, x), backed by dask (or numpy), upscaled lazily: its x and y
   coordinates resampled to the new pixel centres, and a rioxarray CRS, transform and nodata kept (the transform
   scaled to the new pixel size)."""
@@ -204,7 +207,7 @@ def upscale_dataarray(data: Any, model: str | None = None, scale: int | None = N
     raise SuperTinyError(f"expected dims (y, x) or (band, y, x), got {data.dims}")
   nodata = data.rio.nodata if hasattr(data, "rio") else None
   pixels = data.data if data.ndim == 2 else data.transpose("y", "x", data.dims[0]).data
-  out = upscale_array(pixels, model, scale, channels, weights, radiometry, nodata, False, tile, cores)
+  out = upscale_array(pixels, model, scale, channels, weights, radiometry, nodata, False, tile, cores, random_init)
   s = out.shape[0] // data.sizes["y"]
   if data.ndim == 3:
     out = out.transpose(2, 0, 1)
@@ -328,7 +331,7 @@ def upscale_file_chunked(source: Path, target: Path, ref: ModelRef, client: Any,
   nodata = data.rio.nodata if hasattr(data, "rio") else None
   pixels = data.transpose("y", "x", "band").data
   out = upscale_array(pixels, ref.name, ref.scale, ref.channels, ref.weights, chosen, nodata, tile=tile,
-                      cores=cores)
+                      cores=cores, random_init=ref.random_init)
   height, width, bands = out.shape
   profile = {"driver": "GTiff", "width": width, "height": height, "count": bands, "dtype": out.dtype.name,
              "tiled": True, "blockxsize": 256, "blockysize": 256, "compress": "deflate", "BIGTIFF": "IF_SAFER"}

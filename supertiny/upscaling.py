@@ -22,12 +22,13 @@ MIN_SIDE = 4  # bicubic's support: smaller images have nothing for a kernel to w
 
 
 def upscale(image: Any, model: str | SRModel | None = None, scale: int | None = None, tile: int = 256,
-            overlap: int | None = None, weights: str | None = None, channels: int = 3,
-            radiometry: str = "dtype") -> Any:
+            overlap: int | None = None, weights: str | None = None, channels: int | None = None,
+            radiometry: str = "dtype", random_init: bool = False) -> Any:
   """Super-resolve a numpy array (HxW or HxWxC; uint8, uint16 or float) or a PIL image; returns the same kind.
 
-  `model`: a zoo name, a checkpoint file, a model object, or None for the best shipped model for `scale` (default
-  4). Large images are processed in tiles of `tile` LR pixels; the result equals an untiled run whenever the
+  `model`: a zoo name (its shipped weights for `scale` and `channels`, None: any; `weights` a file of them;
+  `random_init` untrained), a checkpoint file, a model object, or None for the best shipped model for `scale`
+  (default 4). Large images are processed in tiles of `tile` LR pixels; the result equals an untiled run whenever the
   overlap covers the model's receptive field, which the default overlap does. `radiometry`: what the values mean
   (supertiny.data.radiometry: "12bit", "reflectance", "s2-n0400", ...); "dtype" maps integers by their dtype's
   range and floats by their own.
@@ -36,7 +37,7 @@ def upscale(image: Any, model: str | SRModel | None = None, scale: int | None = 
     if scale is not None and scale != model.scale:
       raise SuperTinyError(f"model {model.name} is for x{model.scale}, not x{scale}")
   else:
-    model = load_model(model, scale, channels, weights)
+    model = load_model(model, scale, channels, weights, random_init)
   from PIL import Image
 
   if isinstance(image, Image.Image):

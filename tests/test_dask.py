@@ -82,10 +82,10 @@ def test_dataarrays_keep_their_crs_and_scale_their_grid(tmp_path):
     np.testing.assert_array_equal(out.values[0], supertiny.upscale(pixels, model=MODEL))
 
 
-@pytest.mark.filterwarnings("ignore:swinir-light has no weights")
+@pytest.mark.filterwarnings("ignore:swinir-light. random initialisation")
 def test_global_models_are_refused():
   with pytest.raises(SuperTinyError, match="global"):
-    sd.upscale_array(da.zeros((64, 64), dtype=np.uint8, chunks=32), "swinir-light", scale=2)
+    sd.upscale_array(da.zeros((64, 64), dtype=np.uint8, chunks=32), "swinir-light", scale=2, random_init=True)
 
 
 def test_cli_on_a_local_cluster_equals_the_single_process_result(tmp_path, capsys):

@@ -369,3 +369,23 @@ def test_a_jpeg2000_band_upscales_to_a_geotiff_with_its_crs_and_grid(tmp_path):
     assert dst.dtypes[0] == "uint16" and dst.nodata == 0
     result = dst.read(1)
   assert np.abs(result.astype(np.float64) - np.round(imresize(band.astype(np.float64), 2))).max() <= 1
+
+
+def test_a_learned_name_means_its_shipped_weights(capsys, tmp_path):
+  """`--model espcn --scale 3` is the shipped espcn_x3_y (the same output file); a scale or channel count with no
+  shipped weights is one line naming what ships; --random-init runs untrained weights on purpose."""
+  outputs = {}
+  for name in ("espcn", "espcn_x3_y"):
+    code, _, err = run(capsys, "upscale", SAMPLE, "-o", tmp_path / f"{name}.png", "--model", name, "--scale", 3)
+    assert code == 0 and "random" not in err
+    outputs[name] = read_image(tmp_path / f"{name}.png")
+  assert np.array_equal(outputs["espcn"], outputs["espcn_x3_y"])
+  code, _, err = run(capsys, "upscale", SAMPLE, "-o", tmp_path / "x5.png", "--model", "espcn", "--scale", 5)
+  assert code == 1 and len(err.splitlines()) == 1
+  assert "espcn: no shipped weights for x5" in err and "espcn_x2_y, espcn_x3_y, espcn_x4_y" in err
+  code, _, err = run(capsys, "eval", "--model", "vdsr", "--scale", 2, "--channels", "y", SAMPLE.parent)
+  assert code == 1 and "vdsr: no shipped weights for x2, y" in err and "--random-init" in err
+  code, _, err = run(capsys, "upscale", SAMPLE, "-o", tmp_path / "random.png", "--model", "espcn", "--scale", 3,
+                     "--random-init")
+  assert code == 0 and "random initialisation" in err
+  assert not np.array_equal(read_image(tmp_path / "random.png"), outputs["espcn"])
