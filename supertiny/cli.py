@@ -315,7 +315,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     warnings.warn("`train --lr` is deprecated and will be removed: use --learning-rate", FutureWarning, stacklevel=1)
     args.lr = args.lr if args.lr is not None else args.old_lr
   for key in ("model", "scale", "train", "train_lr", "val", "val_last", "steps", "batch", "patch", "lr", "loss",
-              "optimizer", "schedule", "warmup", "clip", "seed", "val_every", "save_every", "cores"):
+              "optimizer", "schedule", "warmup", "clip", "seed", "val_every", "save_every", "cores", "init"):
     given = getattr(args, key)
     if given is not None:
       values[key] = given
@@ -758,6 +758,8 @@ def build_parser() -> argparse.ArgumentParser:
   tr.add_argument("--warmup", type=int)
   tr.add_argument("--clip", type=float, help="clip the gradients' global norm (0 = off)")
   tr.add_argument("--seed", type=int)
+  tr.add_argument("--init", metavar="CHECKPOINT",
+                  help="start from this SuperTiny checkpoint's weights (fine-tuning; a fresh optimizer and schedule)")
   tr.add_argument("--val-every", dest="val_every", type=_positive_int)
   tr.add_argument("--save-every", dest="save_every", type=_positive_int)
   tr.add_argument("--devices", metavar="N|DEV,DEV",

@@ -141,6 +141,7 @@ class TrainConfig:
   devices: list[str] = field(default_factory=list)  # data-parallel over these devices; empty = the default device
   cores: int | None = None      # CPU: data-parallel over this many cores, one thread each; None = all
   cache: bool = True            # keep degraded LR images on disk (see data.cache.cache_folder)
+  init: str | None = None       # a SuperTiny checkpoint whose weights start the run (fine-tuning), not its optimizer
 
   @classmethod
   def from_dict(cls, values: dict[str, Any], source: str = "config") -> TrainConfig:
@@ -371,6 +372,16 @@ def train(config: TrainConfig, out: str | Path, resume: bool = False,
     return _train(config, run, resume, report, progress)
 
 
+def _start_from(model: Any, config: TrainConfig) -> None:
+  """Load the weights of `config.init` into `model`; its model, scale and channels must be the run's."""
+  meta, tensors = read_checkpoint(config.init)
+  held = (meta.get("model"), meta.get("scale"), meta.get("channels"), meta.get("options") or {})
+  if held != (config.model, config.scale, config.channels, config.options):
+    raise SuperTinyError(f"{config.init}: holds {held[0]} x{held[1]} with {held[2]} channel(s) and options {held[3]}, "
+                         f"not the run's {config.model} x{config.scale} with {config.channels} and {config.options}")
+  load_weights(model, {k: v.numpy() for k, v in section(tensors, "model").items()})
+
+
 def _train(config: TrainConfig, run: Run, resume: bool, report: Callable[[str], None], progress: bool
            ) -> dict[str, Any]:
   from tqdm import tqdm
@@ -396,6 +407,9 @@ def _train(config: TrainConfig, run: Run, resume: bool, report: Callable[[str], 
     best = meta.get("best", best)
     run.keep_rows_before(start)
     report(f"resumed {run.last} at step {start}")
+  elif config.init is not None:
+    _start_from(model, config)
+    report(f"started from the weights of {config.init}")
   if devices:
     # data parallel: every device holds all weights, each takes batch/len(devices) samples; tinygrad sums the
     # gradients across devices in backward, so the update equals the single-device one

@@ -77,6 +77,21 @@ def _cli(*args: str) -> list[str]:
   return [sys.executable, "-m", "supertiny", "train", *args]
 
 
+def test_init_starts_from_a_checkpoints_weights(tmp_path, assets):
+  """`init` (fine-tuning): the run starts from the checkpoint's weights, not from random ones (with a learning
+  rate too small to move them, they come out as they went in); a checkpoint of another model is refused."""
+  train(TrainConfig.from_dict(_config(assets)), tmp_path / "first", progress=False, report=lambda _: None)
+  _, trained = read_checkpoint(tmp_path / "first" / "last.safetensors")
+  tuned = _config(assets, init=str(tmp_path / "first" / "last.safetensors"), lr=1e-12, steps=2, loss="l2")
+  train(TrainConfig.from_dict(tuned), tmp_path / "tuned", progress=False, report=lambda _: None)
+  _, after = read_checkpoint(tmp_path / "tuned" / "last.safetensors")
+  weight = "model/conv.weight"  # (the first run's 8 steps moved it from its random start by far more than 1e-7)
+  np.testing.assert_allclose(after[weight].numpy(), trained[weight].numpy(), atol=1e-7)
+  with pytest.raises(SuperTinyError, match="holds single-kernel x2.*not the run's espcn x2"):
+    train(TrainConfig.from_dict(_config(assets, model="espcn", init=str(tmp_path / "first" / "last.safetensors"))),
+          tmp_path / "wrong", progress=False, report=lambda _: None)
+
+
 def test_sigkill_then_resume_equals_an_uninterrupted_run(tmp_path, assets):
   common = ["--model", "single-kernel", "--scale", "2", "--channels", "y", "--train", str(assets / "Set5"),
             "--steps", "200", "--batch", "16", "--patch", "32", "--save-every", "20", "--val-every", "1000"]
