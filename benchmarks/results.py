@@ -23,10 +23,11 @@ from supertiny.pretrained import WEIGHTS  # noqa: E402
 
 SETS = [ROOT / "tests" / "assets" / "Set5", ROOT / "tests" / "assets" / "Set14"]
 # Published Set5 / Set14 Y PSNR of the same architectures (../shared/REFERENCE.md, from the papers)
+# (no ESPCN row at x2, nor from 91 images at x4: the 91-image SRCNN 9-1-5 row is the floor issue #10 sets there)
 PUBLISHED = {
   ("espcn", 3): "ESPCN, 91 images: 32.55 / 29.08",
-  ("espcn", 4): "ESPCN, ImageNet: 30.90 / 27.73 (no 91-image row)",
-  ("espcn", 2): "no published ESPCN x2 row",
+  ("espcn", 4): "SRCNN 9-1-5, 91 images: 30.09 / 27.20; ESPCN, ImageNet: 30.90 / 27.73",
+  ("espcn", 2): "SRCNN 9-1-5, 91 images: 36.34 / 32.18 (no ESPCN x2 row)",
 }
 
 
@@ -43,8 +44,13 @@ def main() -> None:
     scale, config = int(meta["scale"]), meta.get("config", {})
     measured, bicubic = evaluate(path.stem, scale), evaluate("bicubic", scale)
     scores[path.stem] = measured
-    recipe = (f"{config.get('steps')} steps x batch {config.get('batch')}, best at step {meta.get('step')}, "
-              f"validated on {config.get('val')}" + (f" (last {config['val_last']})" if config.get("val_last") else ""))
+    data = ", ".join(Path(folder).name for folder in config.get("train", []))
+    tuned = f" ({config.get('loss')} loss, from {config['init']})" if config.get("init") else ""
+    recipe = (f"{config.get('steps')} steps x batch {config.get('batch')} on {data}{tuned}, best at step "
+              f"{meta.get('step')}, validated on {config.get('val')}"
+              + (f" (last {config['val_last']})" if config.get("val_last") else "")
+              + (f"; {float(meta['seconds']) / 3600:.1f} h wall time, {meta.get('device', '?')}" if "seconds" in meta
+                 else "; wall time not recorded"))
     rows.append(f"| `{path.stem}` | x{scale} | {measured['Set5']['psnr']:.2f} / {measured['Set5']['ssim']:.4f} | "
                 f"{measured['Set14']['psnr']:.2f} / {measured['Set14']['ssim']:.4f} | "
                 f"{bicubic['Set5']['psnr']:.2f} / {bicubic['Set14']['psnr']:.2f} | "
