@@ -224,3 +224,22 @@ def test_shipped_sharpener_beats_bicubic_on_every_20m_band_of_the_held_back_part
   assert meta["trained_on"].startswith("sentinel2_l1c_T33UUU, 10 m columns 0-")
   for row in sentinel2.evaluate(scene, sentinel2.JOBS["20m"], model, split):
     assert row["bandsharpen"] < row["bicubic"], row
+
+
+OLI2MSI = REAL_SCENE.parent / "oli2msi_pair"
+SATELLITE_X4 = Path(sentinel2.__file__).parent / "weights" / "sentinel2" / "espcn_x4_rgb_s2.safetensors"
+
+
+@pytest.mark.skipif(not OLI2MSI.is_dir(), reason="needs ../shared/datasets/satellite/oli2msi_pair (not bundled: 3 MB)")
+def test_the_sentinel2_trained_x4_model_beats_bicubic_across_sensors(tmp_path, capsys):
+  """The shipped Sentinel-2-trained ESPCN x4 on the real Landsat-8 -> Sentinel-2 pair, scored by cPSNR on RGB
+  with the pair's own LR: above bicubic (docs/satellite.md, benchmarks/cross_sensor.py)."""
+  for role, name in (("hr", "HR.TIF"), ("lr", "LR.TIF")):
+    (tmp_path / role).mkdir()
+    (tmp_path / role / "pair.tif").write_bytes((OLI2MSI / name).read_bytes())
+  scores = {}
+  for model in ("bicubic", str(SATELLITE_X4)):
+    assert main(["eval", "--metric", "cpsnr", "--space", "rgb", "--scale", "4", "--model", model, "--lr-dir",
+                 str(tmp_path / "lr"), "--json", str(tmp_path / "hr")]) == 0
+    scores[model] = json.loads(capsys.readouterr().out)["datasets"]["hr"]["psnr"]
+  assert scores[str(SATELLITE_X4)] > scores["bicubic"] + 0.1
