@@ -44,7 +44,7 @@ def main() -> None:
     scale, config = int(meta["scale"]), meta.get("config", {})
     measured, bicubic = evaluate(path.stem, scale), evaluate("bicubic", scale)
     scores[path.stem] = measured
-    data = ", ".join(Path(folder).name for folder in config.get("train", []))
+    data = ", ".join(Path(folder).name for folder in config.get("train") or [config.get("worldstrat") or "?"])
     tuned = f" ({config.get('loss')} loss, from {config['init']})" if config.get("init") else ""
     recipe = (f"{config.get('steps')} steps x batch {config.get('batch')} on {data}{tuned}, best at step "
               f"{meta.get('step')}, validated on {config.get('val')}"

@@ -315,7 +315,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     warnings.warn("`train --lr` is deprecated and will be removed: use --learning-rate", FutureWarning, stacklevel=1)
     args.lr = args.lr if args.lr is not None else args.old_lr
   for key in ("model", "scale", "train", "train_lr", "val", "val_last", "steps", "batch", "patch", "lr", "loss",
-              "optimizer", "schedule", "warmup", "clip", "seed", "val_every", "save_every", "cores", "init"):
+              "optimizer", "schedule", "warmup", "clip", "seed", "val_every", "save_every", "cores", "init",
+              "worldstrat"):
     given = getattr(args, key)
     if given is not None:
       values[key] = given
@@ -325,9 +326,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     values["devices"] = _device_list(args.devices)
   if args.no_cache:
     values["cache"] = False
-  for required in ("model", "scale", "train"):
+  for required in ("model", "scale"):
     if required not in values:
       raise SuperTinyError(f"--{required} is required (on the command line or in --config)")
+  if "train" not in values and "worldstrat" not in values:
+    raise SuperTinyError("--train (HR folders) or --worldstrat (a WorldStrat root) is required (on the command line "
+                         "or in --config)")
   config = TrainConfig.from_dict(values, args.config or "command line")
   summary = train(config, args.out, resume=args.resume)
   best = f"best Y PSNR {summary['best_psnr']:.2f} dB" if summary["best_psnr"] > -1e9 else "no validation set"
@@ -743,6 +747,9 @@ def build_parser() -> argparse.ArgumentParser:
   tr.add_argument("--scale", type=_positive_int)
   tr.add_argument("--channels", type=_channels, help="train on y (or 1) or rgb (or 3) [y]")
   tr.add_argument("--train", nargs="+", metavar="DIR", help="HR training folders (degraded on the fly)")
+  tr.add_argument("--worldstrat", metavar="ROOT",
+                  help="train on a WorldStrat root instead of folders: its train split (each AOI's clearest revisit, "
+                       "true colour, with SPOT resampled to the scale), validated on its val split by cPSNR")
   tr.add_argument("--train-lr", dest="train_lr", metavar="DIR", help="given LR images for a single --train folder")
   tr.add_argument("--val", metavar="DIR", help="HR validation folder, scored by the eval protocol")
   tr.add_argument("--val-last", dest="val_last", type=int, metavar="N",

@@ -24,8 +24,9 @@ from .checkpoint import read_checkpoint, save_checkpoint, section
 from .data.cache import cache_folder
 from .data.datasets import PatchSampler, load_hr_folders, load_paired_folders
 from .data.images import list_images
+from .data.worldstrat import training_pairs as worldstrat_pairs
 from .errors import SuperTinyError, Terminated
-from .evaluate import evaluate_folder
+from .evaluate import evaluate_folder, evaluate_worldstrat
 from .models import create_model
 from .models.registry import CHANNEL_NAMES, SRModel
 from .models.weights import load_weights
@@ -114,7 +115,7 @@ class TrainConfig:
   """A training recipe; `configs/*.toml` hold these fields."""
   model: str
   scale: int
-  train: list[str]
+  train: list[str] = field(default_factory=list)  # HR folders (or a `worldstrat` root instead)
   channels: int = 1
   options: dict[str, Any] = field(default_factory=dict)
   train_lr: str | None = None   # folder of given LR images for a single `train` HR folder (paired mode)
@@ -142,6 +143,7 @@ class TrainConfig:
   cores: int | None = None      # CPU: data-parallel over this many cores, one thread each; None = all
   cache: bool = True            # keep degraded LR images on disk (see data.cache.cache_folder)
   init: str | None = None       # a SuperTiny checkpoint whose weights start the run (fine-tuning), not its optimizer
+  worldstrat: str | None = None  # a WorldStrat root: train on its train split, validate on its val split by cPSNR
 
   @classmethod
   def from_dict(cls, values: dict[str, Any], source: str = "config") -> TrainConfig:
@@ -177,6 +179,11 @@ class TrainConfig:
     for name in ("steps", "batch", "patch", "val_every", "save_every", "scale"):
       if getattr(self, name) < 1:
         problems.append(f"{name} must be at least 1")
+    if self.worldstrat is not None and (self.train or self.train_lr or self.val):
+      problems.append("worldstrat is a whole data source: give it without train, train_lr or val (it validates on "
+                      "its own val split)")
+    if self.worldstrat is None and not self.train:
+      problems.append("train needs at least one folder (or a worldstrat root)")
     if self.val_last < 0 or (self.val_last and self.val is None):
       problems.append("val_last must be a count of images of `val` (0 = all)")
     if self.lr <= 0:
@@ -387,7 +394,9 @@ def _train(config: TrainConfig, run: Run, resume: bool, report: Callable[[str], 
   from tqdm import tqdm
 
 
-  if config.train_lr is not None:
+  if config.worldstrat is not None:
+    pairs = worldstrat_pairs(config.worldstrat, config.scale, config.channels)
+  elif config.train_lr is not None:
     if len(config.train) != 1:
       raise SuperTinyError("paired training (train_lr) takes exactly one HR folder in train")
     pairs = load_paired_folders(config.train_lr, config.train[0], config.scale, config.channels)
@@ -439,6 +448,9 @@ def _train(config: TrainConfig, run: Run, resume: bool, report: Callable[[str], 
       run.board.flush()  # the event file then holds every step the checkpoint does: a resume leaves no gap
 
   def validate(step: int) -> dict[str, float] | None:
+    if config.worldstrat is not None:
+      scores = evaluate_worldstrat(model, config.worldstrat, "val")  # cPSNR/cSSIM against SPOT
+      return {"psnr": scores.psnr, "ssim": scores.ssim}
     if config.val is None:
       return None
     scores = evaluate_folder(model, config.val, config.scale, last=config.val_last)

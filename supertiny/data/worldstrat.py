@@ -24,6 +24,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import SuperTinyError
+from ..ops import imresize, rgb_to_y
+from .datasets import Pair
 from .raster import read_raster
 
 SPLIT_CSV = "stratified_train_val_test_split.csv"
@@ -231,3 +233,20 @@ class WorldStrat:
     if pixels.shape[2] < 3:
       raise SuperTinyError(f"{path}: {pixels.shape[2]} band(s); WorldStrat's _ps.tiff has R, G, B and NIR")
     return (np.moveaxis(pixels[..., :3], -1, 0).astype(np.float32) / np.float32(HR_FULL_SCALE))
+
+
+def training_pairs(root: str | Path, scale: int, channels: int, split: str = "train") -> list[Pair]:
+  """One `Pair` per AOI of a split, for `supertiny train`: the clearest L2A revisit in true colour (B04, B03, B02
+  reflectance) as LR, and the SPOT R, G, B (over 10000) resampled with MATLAB bicubic to exactly `scale` times the
+  LR grid as HR, since WorldStrat's ratio (10 m to 1.5 m) is not an integer; both clipped to [0, 1]. `channels` 1
+  takes MATLAB's Y of both."""
+  pairs = []
+  for sample in WorldStrat(root, split, revisits=1, select="clearest", bands="rgb"):
+    lr = np.moveaxis(sample.lr[0], 0, -1).astype(np.float64)
+    size = (lr.shape[0] * scale, lr.shape[1] * scale)
+    hr = imresize(np.moveaxis(sample.hr, 0, -1).astype(np.float64), size=size)
+    lr, hr = np.clip(lr, 0.0, 1.0), np.clip(hr, 0.0, 1.0)
+    if channels == 1:
+      lr, hr = rgb_to_y(lr)[..., None], rgb_to_y(hr)[..., None]
+    pairs.append(Pair(sample.name, lr.astype(np.float32), hr.astype(np.float32)))
+  return pairs

@@ -1,15 +1,18 @@
 """supertiny.data.worldstrat on the miniature (supertiny.data.worldstrat_miniature) in both release layouts,
 against the files read back with GDAL (rasterio)."""
 
+import json
 import warnings
 
 import numpy as np
 import pytest
 
+from supertiny.checkpoint import read_checkpoint
 from supertiny.cli import main
-from supertiny.data.worldstrat import WorldStrat, natural_key, read_split
+from supertiny.data.worldstrat import WorldStrat, natural_key, read_split, training_pairs
 from supertiny.data.worldstrat_miniature import AOIS, CLOUDY, MISSING, NO_DATA_EDGE, write_miniature
 from supertiny.errors import SuperTinyError
+from supertiny.ops import imresize
 
 rasterio = pytest.importorskip("rasterio")
 
@@ -118,8 +121,6 @@ def test_the_commands_write_and_list_a_root(tmp_path, capsys):
 
 
 def test_eval_scores_a_model_on_a_worldstrat_split(root, capsys):
-  import json
-
   means = {}
   for model in ("nearest", "bicubic"):
     with warnings.catch_warnings():
@@ -131,3 +132,32 @@ def test_eval_scores_a_model_on_a_worldstrat_split(root, capsys):
     means[model] = doc["datasets"]["WorldStrat all"]["psnr"]
   assert means["bicubic"] > means["nearest"] + 1  # the scenes are smooth: bicubic is the better guess
   assert main(["eval", "--worldstrat", str(root), "tests/assets/Set5", "--scale", "3"]) == 1
+
+
+def test_train_takes_a_worldstrat_root_and_validates_on_its_val_split(root, tmp_path, capsys):
+  """`supertiny train --worldstrat ROOT`: pairs of the train split (clearest revisit, true colour; SPOT resampled to
+  exactly `scale` times the LR grid with MATLAB bicubic), validated by cPSNR on the val split: the checkpoint's
+  score is `eval --worldstrat --split val` of the same weights."""
+  if "kaggle" in str(root):
+    pytest.skip("past the reader (checked in both layouts above) training does not depend on the layout")
+  with warnings.catch_warnings():
+    warnings.simplefilter("ignore")  # the miniature's AOI without revisits is skipped with a warning
+    pairs = training_pairs(root, scale=2, channels=3)
+    train = WorldStrat(root, "train", revisits=1, bands="rgb")
+    first = train[0]
+    assert [p.name for p in pairs] == train.names
+    assert pairs[0].lr.shape == (*first.lr.shape[2:], 3)
+    assert pairs[0].hr.shape == (2 * first.lr.shape[2], 2 * first.lr.shape[3], 3)
+    hr = np.moveaxis(first.hr, 0, -1).astype(np.float64)
+    np.testing.assert_allclose(pairs[0].hr, np.clip(imresize(hr, size=pairs[0].hr.shape[:2]), 0, 1), atol=1e-6)
+    run = tmp_path / "run"
+    assert main(["train", "--model", "espcn", "--scale", "2", "--channels", "rgb", "--worldstrat", str(root),
+                 "--steps", "4", "--batch", "2", "--patch", "8", "--val-every", "4", "--out", str(run)]) == 0
+    capsys.readouterr()
+    assert main(["eval", "--worldstrat", str(root), "--split", "val", "--model", str(run / "best.safetensors"),
+                 "--scale", "2", "--json"]) == 0
+  scored = json.loads(capsys.readouterr().out)["datasets"]["WorldStrat val"]["psnr"]
+  assert read_checkpoint(run / "best.safetensors")[0]["val"]["psnr"] == pytest.approx(scored, abs=1e-6)
+  assert main(["train", "--model", "espcn", "--scale", "2", "--worldstrat", str(root), "--train", "tests/assets/Set5",
+               "--out", str(tmp_path / "both")]) == 1
+  assert "worldstrat is a whole data source" in capsys.readouterr().err
