@@ -180,7 +180,7 @@ def test_shipped_espcn_x3_beats_bicubic_on_set5_as_trained(capsys, assets):
   import json
 
   psnr = json.loads(out)["datasets"]["Set5"]["psnr"]
-  assert code == 0 and psnr == pytest.approx(32.42, abs=0.01)  # bicubic: 30.39; ESPCN's paper (91 images): 32.55
+  assert code == 0 and psnr > 30.39 + 1.5  # bicubic's published Set5 x3: 30.39 (tests/test_metrics.py)
   # the figure `supertiny zoo` and docs/results.md show is this eval's (benchmarks/results.py wrote it)
   from supertiny.pretrained import shipped_scores
 
@@ -188,7 +188,9 @@ def test_shipped_espcn_x3_beats_bicubic_on_set5_as_trained(capsys, assets):
   assert listed["espcn_x3_y"]["Set5"]["psnr"] == pytest.approx(psnr, abs=1e-6)
   assert set(listed) == {"espcn_x2_y", "espcn_x3_y", "espcn_x4_y"} and all("Set14" in w for w in listed.values())
   code, out, _ = run(capsys, "zoo")
-  assert "espcn_x3_y           x3  32.42 / 0.9045   29.03 / 0.8154" in out
+  x3 = listed["espcn_x3_y"]
+  assert (f"espcn_x3_y           x3  {x3['Set5']['psnr']:.2f} / {x3['Set5']['ssim']:.4f}   "
+          f"{x3['Set14']['psnr']:.2f} / {x3['Set14']['ssim']:.4f}") in out
 
 
 def test_compare_figure_scores_match_eval(capsys, tmp_path):
