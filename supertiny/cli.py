@@ -173,12 +173,23 @@ def _upscale_jobs(args: argparse.Namespace, model, pairs: list[tuple[Path, Path]
   init = (args.model, model.scale, args.channels, args.weights, args.random_init, args.device,
           max(1, len(core_devices()) // jobs))
   pool = ProcessPoolExecutor(jobs, mp_context=context, initializer=_start_worker, initargs=init)
+  # Ctrl-C only raises a flag, acted on while waiting for a file: a KeyboardInterrupt raised wherever the main
+  # thread happens to be can land in a destructor (tinygrad's), where Python prints it as a traceback and drops it
+  interrupted: list[int] = []
+  previous = signal.signal(signal.SIGINT, lambda signum, frame: interrupted.append(signum))
   try:
     futures = [(s, t, pool.submit(_upscale_in_worker, s, t, args.tile, args.tile_overlap, args.overwrite,
                                   args.radiometry)) for s, t in pairs]
     for source, target, future in futures:
       try:
-        outcome = future.result()
+        while True:
+          if interrupted:
+            raise KeyboardInterrupt
+          try:
+            outcome = future.result(timeout=0.1)
+            break
+          except TimeoutError:
+            continue
       except BrokenProcessPool as exc:
         raise SuperTinyError(f"{source}: a worker process died ({exc}); out of memory? try fewer --jobs") from None
       yield source, target, outcome
@@ -201,6 +212,7 @@ def _upscale_jobs(args: argparse.Namespace, model, pairs: list[tuple[Path, Path]
       remove_partial_outputs(target)
     raise
   finally:
+    signal.signal(signal.SIGINT, previous)
     pool.shutdown(wait=True)
 
 
