@@ -328,7 +328,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     args.lr = args.lr if args.lr is not None else args.old_lr
   for key in ("model", "scale", "train", "train_lr", "val", "val_last", "steps", "batch", "patch", "lr", "loss",
               "optimizer", "schedule", "warmup", "clip", "seed", "val_every", "save_every", "cores", "init",
-              "worldstrat"):
+              "worldstrat", "rescale"):
     given = getattr(args, key)
     if given is not None:
       values[key] = given
@@ -763,6 +763,8 @@ def build_parser() -> argparse.ArgumentParser:
                   help="train on a WorldStrat root instead of folders: its train split (each AOI's clearest revisit, "
                        "true colour, with SPOT resampled to the scale), validated on its val split by cPSNR")
   tr.add_argument("--train-lr", dest="train_lr", metavar="DIR", help="given LR images for a single --train folder")
+  tr.add_argument("--rescale", nargs="+", type=float, metavar="F",
+                  help="also train on the HR images resized by these factors (0.9 0.8 0.7 0.6: FSRCNN's augmentation)")
   tr.add_argument("--val", metavar="DIR", help="HR validation folder, scored by the eval protocol")
   tr.add_argument("--val-last", dest="val_last", type=int, metavar="N",
                   help="validate on the last N images of --val only, and train without them [0 = all]")

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 from tinygrad import Context, Device, Tensor
 from tinygrad.nn.optim import LAMB, Adam, AdamW, Optimizer
+from tinygrad.nn.state import get_state_dict
 
 from .checkpoint import read_checkpoint, save_checkpoint, section
 from .data.cache import cache_folder
@@ -136,6 +137,8 @@ class TrainConfig:
   clip: float = 0.0             # global gradient-norm clip; 0 = off (the paper used 1.0)
   loss: str = "l1"
   augment: bool = True
+  rescale: list[float] = field(default_factory=list)  # HR folders also at these sizes (MATLAB bicubic), as FSRCNN
+                                                       # augmented T91 with 0.9-0.6; [] = as they are
   seed: int = 0
   val_every: int = 500
   save_every: int = 100
@@ -188,6 +191,10 @@ class TrainConfig:
       problems.append("val_last must be a count of images of `val` (0 = all)")
     if self.lr <= 0:
       problems.append("lr must be positive")
+    if any(not 0 < factor <= 1 for factor in self.rescale):
+      problems.append("rescale factors must be in (0, 1]: the HR images are made smaller, never larger")
+    if self.rescale and (self.worldstrat is not None or self.train_lr is not None):
+      problems.append("rescale applies to HR folders degraded on the fly, not to given LR images or worldstrat")
     if self.cores is not None and self.cores < 1:
       problems.append("cores must be at least 1")
     if self.devices and self.batch % len(self.devices):
@@ -197,8 +204,8 @@ class TrainConfig:
 
 
 _TYPE_WORDS = {"str": "a string", "int": "an integer", "float": "a number", "bool": "true or false",
-               "list[str]": "a list of strings", "dict[str, Any]": "a table", "str | None": "a string",
-               "int | None": "an integer"}
+               "list[str]": "a list of strings", "list[float]": "a list of numbers", "dict[str, Any]": "a table",
+               "str | None": "a string", "int | None": "an integer"}
 
 
 def _has_type(value: Any, annotation: str) -> bool:
@@ -216,6 +223,8 @@ def _has_type(value: Any, annotation: str) -> bool:
     return isinstance(value, str)
   if kind == "list[str]":
     return isinstance(value, list) and all(isinstance(v, str) for v in value)
+  if kind == "list[float]":
+    return isinstance(value, list) and all(_has_type(v, "float") for v in value)
   return isinstance(value, dict)
 
 
@@ -379,14 +388,25 @@ def train(config: TrainConfig, out: str | Path, resume: bool = False,
     return _train(config, run, resume, report, progress)
 
 
-def _start_from(model: Any, config: TrainConfig) -> None:
-  """Load the weights of `config.init` into `model`; its model, scale and channels must be the run's."""
+def _start_from(model: Any, config: TrainConfig) -> list[str]:
+  """Load the weights of `config.init` into `model`; its model, channels and options must be the run's. A
+  checkpoint of another scale gives all but the upsampling layers, which keep their fresh start (FSRCNN's own way
+  to a new scale: the LR-space layers transfer, the deconvolution is learnt again). Returns the names left fresh."""
   meta, tensors = read_checkpoint(config.init)
   held = (meta.get("model"), meta.get("scale"), meta.get("channels"), meta.get("options") or {})
-  if held != (config.model, config.scale, config.channels, config.options):
+  wanted = (config.model, config.scale, config.channels, config.options)
+  upsampling = tuple(getattr(model, "upsampling_layers", ()))
+  other_scale = held[0] == wanted[0] and held[2:] == wanted[2:] and held[1] != wanted[1] and bool(upsampling)
+  if held != wanted and not other_scale:
     raise SuperTinyError(f"{config.init}: holds {held[0]} x{held[1]} with {held[2]} channel(s) and options {held[3]}, "
                          f"not the run's {config.model} x{config.scale} with {config.channels} and {config.options}")
-  load_weights(model, {k: v.numpy() for k, v in section(tensors, "model").items()})
+  state = {k: v.numpy() for k, v in section(tensors, "model").items()
+           if not (other_scale and k.split(".")[0] in upsampling)}
+  own = get_state_dict(model)
+  fresh = sorted(set(own) - set(state)) if other_scale else []
+  state.update({k: own[k].numpy() for k in fresh})
+  load_weights(model, state)
+  return fresh
 
 
 def _train(config: TrainConfig, run: Run, resume: bool, report: Callable[[str], None], progress: bool
@@ -402,7 +422,7 @@ def _train(config: TrainConfig, run: Run, resume: bool, report: Callable[[str], 
     pairs = load_paired_folders(config.train_lr, config.train[0], config.scale, config.channels)
   else:
     pairs = load_hr_folders(config.train, config.scale, config.channels, cache_folder() if config.cache else None,
-                            exclude=held_out(config))
+                            exclude=held_out(config), rescale=config.rescale)
   sampler = PatchSampler(pairs, config.scale, config.patch, config.batch, config.seed, config.augment)
 
   devices = resolve_devices(config.devices)
@@ -417,8 +437,8 @@ def _train(config: TrainConfig, run: Run, resume: bool, report: Callable[[str], 
     run.keep_rows_before(start)
     report(f"resumed {run.last} at step {start}")
   elif config.init is not None:
-    _start_from(model, config)
-    report(f"started from the weights of {config.init}")
+    fresh = _start_from(model, config)
+    report(f"started from the weights of {config.init}" + (f" (fresh: {', '.join(fresh)})" if fresh else ""))
   if devices:
     # data parallel: every device holds all weights, each takes batch/len(devices) samples; tinygrad sums the
     # gradients across devices in backward, so the update equals the single-device one

@@ -37,6 +37,10 @@ def test_config_errors_are_one_line():
     TrainConfig.from_dict({"model": "espcn", "scale": 2, "train": ["x"], "loss": "l3"})
   with pytest.raises(SuperTinyError, match="cores must be at least 1"):
     TrainConfig.from_dict({"model": "espcn", "scale": 2, "train": ["x"], "cores": 0})
+  with pytest.raises(SuperTinyError, match="rescale factors must be in"):
+    TrainConfig.from_dict({"model": "espcn", "scale": 2, "train": ["x"], "rescale": [0.8, 1.5]})
+  with pytest.raises(SuperTinyError, match="rescale must be a list of numbers"):
+    TrainConfig.from_dict({"model": "espcn", "scale": 2, "train": ["x"], "rescale": ["big"]})
 
 
 def _config(assets: Path, **overrides) -> dict:
@@ -91,6 +95,30 @@ def test_init_starts_from_a_checkpoints_weights(tmp_path, assets):
   with pytest.raises(SuperTinyError, match="holds single-kernel x2.*not the run's espcn x2"):
     train(TrainConfig.from_dict(_config(assets, model="espcn", init=str(tmp_path / "first" / "last.safetensors"))),
           tmp_path / "wrong", progress=False, report=lambda _: None)
+
+
+def test_init_from_another_scale_transfers_all_but_the_upsampler(tmp_path, assets):
+  """FSRCNN's move to a new scale: an x3 checkpoint starts an x2 run with its LR-space layers; the deconvolution
+  starts fresh. A model with no upsampling layers to set apart (single-kernel) is refused."""
+  quiet = {"progress": False, "report": lambda _: None}
+  fsrcnn = {"model": "fsrcnn", "steps": 2, "val": None, "batch": 2, "patch": 12}
+  train(TrainConfig.from_dict(_config(assets, scale=3, **fsrcnn)), tmp_path / "x3", **quiet)
+  _, x3 = read_checkpoint(tmp_path / "x3" / "last.safetensors")
+  messages: list[str] = []
+  train(TrainConfig.from_dict(_config(assets, init=str(tmp_path / "x3" / "last.safetensors"), lr=1e-12,
+                                      **{**fsrcnn, "steps": 1})), tmp_path / "x2", progress=False,
+        report=messages.append)
+  assert any("fresh: deconv.bias, deconv.weight" in m for m in messages)
+  _, x2 = read_checkpoint(tmp_path / "x2" / "last.safetensors")
+  for name in ("extract.layer.weight", "mapping.3.layer.weight", "expand.act.weight"):
+    np.testing.assert_allclose(x2[f"model/{name}"].numpy(), x3[f"model/{name}"].numpy(), atol=1e-7)
+  # the same shape at every scale (only the stride differs), but learnt for x3's phases: it starts fresh
+  assert not np.allclose(x2["model/deconv.weight"].numpy(), x3["model/deconv.weight"].numpy(), atol=1e-3)
+  train(TrainConfig.from_dict(_config(assets, model="single-kernel", scale=3, steps=1, val=None)), tmp_path / "sk3",
+        **quiet)
+  with pytest.raises(SuperTinyError, match="holds single-kernel x3.*not the run's single-kernel x2"):
+    wrong = _config(assets, model="single-kernel", init=str(tmp_path / "sk3" / "last.safetensors"))
+    train(TrainConfig.from_dict(wrong), tmp_path / "sk2", **quiet)
 
 
 def test_sigkill_then_resume_equals_an_uninterrupted_run(tmp_path, assets):

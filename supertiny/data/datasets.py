@@ -37,18 +37,22 @@ def _to_channels(image: np.ndarray, channels: int) -> np.ndarray:
   return image.astype(np.float32)
 
 
-def _load(hr_path: Path, scale: int, channels: int, lr_path: Path | None = None, cache: Path | None = None) -> Pair:
+def _load(hr_path: Path, scale: int, channels: int, lr_path: Path | None = None, cache: Path | None = None,
+          rescale: float = 1.0) -> Pair:
   # load_pair drops alpha, refuses other band counts, modcrops and degrades exactly as evaluation does
-  lr, hr = load_pair(hr_path, scale, lr_path, check_size=False, cache=cache)
-  return Pair(hr_path.stem, _to_channels(lr, channels), _to_channels(hr, channels))
+  lr, hr = load_pair(hr_path, scale, lr_path, check_size=False, cache=cache, rescale=rescale)
+  name = hr_path.stem if rescale == 1.0 else f"{hr_path.stem}@{rescale:g}"
+  return Pair(name, _to_channels(lr, channels), _to_channels(hr, channels))
 
 
 def load_hr_folders(folders: Sequence[str | Path], scale: int, channels: int, cache: Path | None = None,
-                    exclude: Collection[Path] = ()) -> list[Pair]:
+                    exclude: Collection[Path] = (), rescale: Sequence[float] = ()) -> list[Pair]:
   """Every image of the folders (but those in `exclude`, resolved paths), modcropped and degraded with MATLAB
-  bicubic: computed once per run, or once per image and scale with a `cache` folder (data.cache)."""
-  return [_load(path, scale, channels, cache=cache) for folder in folders for path in list_images(folder)
-          if path.resolve() not in exclude]
+  bicubic: computed once per run, or once per image and scale with a `cache` folder (data.cache). `rescale`: each
+  image also made this many times its size first (MATLAB bicubic, rounded), one more pair per factor (1 = as is)."""
+  factors = list(dict.fromkeys([1.0, *rescale])) if rescale else [1.0]
+  return [_load(path, scale, channels, cache=cache, rescale=factor) for folder in folders
+          for path in list_images(folder) if path.resolve() not in exclude for factor in factors]
 
 
 def load_paired_folders(lr_folder: str | Path, hr_folder: str | Path, scale: int, channels: int) -> list[Pair]:

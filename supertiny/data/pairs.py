@@ -42,12 +42,17 @@ def degrade(hr: np.ndarray, scale: int) -> np.ndarray:
 
 
 def load_pair(hr_path: Path, scale: int, lr_path: Path | None = None, check_size: bool = True,
-              cache: Path | None = None) -> tuple[np.ndarray, np.ndarray]:
+              cache: Path | None = None, rescale: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
   """(LR, HR) integer arrays for one image: HR modcropped, LR degraded from it or read from lr_path.
 
   `check_size` refuses images too small to score (training pairs only need to be at least one LR pixel); `cache`
-  is a folder that keeps degraded images between runs (data.cache)."""
+  is a folder that keeps degraded images between runs (data.cache); `rescale` resizes the HR image first (MATLAB
+  bicubic, rounded to its dtype: training-set augmentation)."""
   hr = colour_only(read_image(hr_path), hr_path)
+  if rescale != 1.0:
+    if lr_path is not None:
+      raise ValueError("rescale makes a new HR image: it has no given LR image")
+    hr = imresize(hr, rescale)
   if check_size:
     _check_size(hr, scale, hr_path)
   elif min(hr.shape[:2]) < scale:

@@ -20,6 +20,21 @@ def test_hr_folder_pairs_follow_the_protocol(assets):
   assert bird.lr.shape == (96, 96, 1) and bird.hr.shape == (288, 288, 1) and bird.lr.dtype == np.float32
 
 
+def test_rescale_adds_smaller_copies_of_each_image(assets):
+  """FSRCNN's augmentation: each HR image also at 0.8 and 0.6 of its size, each degraded by the protocol. The
+  resized HR is checked against PIL's antialiased bicubic (an independent resampler: within a few levels)."""
+  from PIL import Image
+
+  pairs = load_hr_folders([assets / "Set5"], scale=3, channels=3, rescale=[0.8, 0.6])
+  assert len(pairs) == 15 and sum(p.name.startswith("bird") for p in pairs) == 3
+  original = read_image(assets / "Set5" / "bird.png")  # 288x288
+  small = next(p for p in pairs if p.name == "bird@0.6")
+  assert small.hr.shape == (171, 171, 3) and small.lr.shape == (57, 57, 3)  # round(288 * 0.6) = 173, modcrop 3
+  pil = np.asarray(Image.fromarray(original).resize((173, 173), Image.BICUBIC))[:171, :171]
+  assert np.abs(small.hr * 255 - pil).mean() < 2.0
+  np.testing.assert_allclose(small.lr, to_float(degrade(np.round(small.hr * 255).astype(np.uint8), 3)), atol=1e-6)
+
+
 def test_paired_folders_match_by_name_and_check_sizes(tmp_path, assets):
   (tmp_path / "hr").mkdir()
   (tmp_path / "lr").mkdir()
