@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import math
 
-from tinygrad import Tensor, nn
+from tinygrad import Tensor
 
 from .base import ConvUnit, SRNet
-from .layers import conv
+from .layers import StridedConvTranspose2d, conv
 from .registry import register
 
 
@@ -24,7 +24,7 @@ class FSRCNN(SRNet):
     self.mapping = [ConvUnit(conv(s, s, 3), s, "prelu") for _ in range(m)]
     self.expand = ConvUnit(conv(s, d, 1), d, "prelu")
     # (H - 1) * r - 2 * 4 + 9 + (r - 1) = r * H
-    self.deconv = nn.ConvTranspose2d(d, self.channels, 9, stride=scale, padding=4, output_padding=scale - 1)
+    self.deconv = StridedConvTranspose2d(d, self.channels, 9, stride=scale, padding=4, output_padding=scale - 1)
     self.receptive_field = 1 + 4 + 2 * m + math.ceil(9 / scale)
 
   def features(self, x: Tensor) -> Tensor:

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 from tinygrad import Tensor, nn
 
-from ..ops import tanh
+from ..ops import pixel_shuffle, tanh
 from ..runtime.conv import conv2d
 
 ACTIVATIONS = ("relu", "tanh", "prelu", "leaky_relu", "gelu")
@@ -78,6 +78,32 @@ class PatchExpand(nn.ConvTranspose2d):
     cin, cout, k, _ = self.weight.shape
     blocks = x.permute(0, 2, 3, 1).matmul(self.weight.reshape(cin, cout * k * k))  # b, h, w, cout*k*k
     out = blocks.reshape(b, h, w, cout, k, k).permute(0, 3, 1, 4, 2, 5).reshape(b, cout, h * k, w * k)
+    return out if self.bias is None else out + self.bias.reshape(1, cout, 1, 1)
+
+
+class StridedConvTranspose2d(nn.ConvTranspose2d):
+  """A transposed convolution with stride s (FSRCNN's deconvolution, the paper's upsampling layer). Same weights
+  and result as nn.ConvTranspose2d, computed in input space: output phase (i, j) of every s x s block is a
+  stride-1 convolution of the input with taps i, j of the kernel taken every s, so one convolution with s^2 times
+  the output channels and a pixel shuffle give it all. tinygrad convolves a zero-stuffed input instead: s^2 times
+  the work, on its generic path."""
+
+  def __init__(self, in_channels: int, out_channels: int, kernel: int, stride: int, padding: int = 0,
+               output_padding: int = 0):
+    super().__init__(in_channels, out_channels, kernel, stride=stride, padding=padding, output_padding=output_padding)
+
+  def __call__(self, x: Tensor) -> Tensor:
+    cin, cout, k, _ = self.weight.shape
+    s, p, extra = self.stride, self.padding, self.output_padding
+    taps = -(-k // s)  # input pixels that reach one output pixel, per axis
+    # phase-major kernel: [o, i, j] <- weight[:, o, (taps-1-m)*s + i, (taps-1-n)*s + j], zero past the kernel's end
+    w = self.weight.pad(((0, 0), (0, 0), (0, taps * s - k), (0, taps * s - k))).reshape(cin, cout, taps, s, taps, s)
+    w = w.flip((2, 4)).permute(1, 3, 5, 0, 2, 4).reshape(cout * s * s, cin, taps, taps)
+    h, wd = x.shape[2:]
+    size = ((h - 1) * s - 2 * p + k + extra, (wd - 1) * s - 2 * p + k + extra)
+    blocks = [-(-(p + n) // s) for n in size]  # output blocks needed to cover the crop [p, p + size)
+    x = x.pad(((0, 0), (0, 0), (taps - 1, blocks[0] - h), (taps - 1, blocks[1] - wd)))
+    out = pixel_shuffle(conv2d(x, w), s)[:, :, p: p + size[0], p: p + size[1]]
     return out if self.bias is None else out + self.bias.reshape(1, cout, 1, 1)
 
 

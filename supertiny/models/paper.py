@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import math
 
-from tinygrad import Tensor, nn
+from tinygrad import Tensor
 
 from ..ops import resize
 from .base import ConvUnit, SRNet
-from .layers import BICUBIC_TAPS, SameConvTranspose2d, conv, lr_span
+from .layers import BICUBIC_TAPS, SameConvTranspose2d, StridedConvTranspose2d, conv, lr_span
 from .registry import register
 
 
@@ -35,7 +35,7 @@ class TransposedConv(SRNet):
     # output = (H - 1) * s - 2p + 5 + op must be s * H: choose padding p and output padding op (< s) for that
     pad = max(0, math.ceil((5 - scale) / 2))
     out_pad = 2 * pad - (5 - scale)
-    self.up = ConvUnit(nn.ConvTranspose2d(c, 64, 5, stride=scale, padding=pad, output_padding=out_pad), 64,
+    self.up = ConvUnit(StridedConvTranspose2d(c, 64, 5, stride=scale, padding=pad, output_padding=out_pad), 64,
                        activation, batchnorm)
     self.refine = ConvUnit(SameConvTranspose2d(64, 32, 3), 32, activation, batchnorm)
     self.out = SameConvTranspose2d(32, c, 5)
