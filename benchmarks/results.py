@@ -28,6 +28,16 @@ PUBLISHED = {
   ("espcn", 3): "ESPCN, 91 images: 32.55 / 29.08",
   ("espcn", 4): "SRCNN 9-1-5, 91 images: 30.09 / 27.20; ESPCN, ImageNet: 30.90 / 27.73",
   ("espcn", 2): "SRCNN 9-1-5, 91 images: 36.34 / 32.18 (no ESPCN x2 row)",
+  ("fsrcnn", 2): "FSRCNN, 91 images: 36.94 (Set5 only)",
+  ("fsrcnn", 3): "FSRCNN, 91 images: 33.06 (Set5 only)",
+  ("fsrcnn", 4): "FSRCNN, 91 images: 30.55 (Set5 only)",
+  ("srcnn", 2): "SRCNN 9-1-5, 91 images: 36.34 / 32.18; 9-5-5, ImageNet: 36.66 / 32.42",
+  ("srcnn", 3): "SRCNN 9-1-5, 91 images: 32.39 / 29.00; 9-5-5, ImageNet: 32.75 / 29.28",
+  ("srcnn", 4): "SRCNN 9-1-5, 91 images: 30.09 / 27.20; 9-5-5, ImageNet: 30.48 / 27.49",
+  ("single-kernel", 4): "none (the seed paper's model; the issue asks bicubic + 0.5 dB on Set5)",
+  ("transposed-conv", 4): "none (the seed paper's model; the issue asks bicubic + 0.5 dB on Set5)",
+  ("vdsr", 3): "VDSR, 291 images: 33.66 / 29.77",
+  ("edsr-baseline", 4): "EDSR-baseline, DIV2K: 32.09 / 28.58",
 }
 
 
@@ -45,6 +55,8 @@ def main() -> None:
     measured, bicubic = evaluate(path.stem, scale), evaluate("bicubic", scale)
     scores[path.stem] = measured
     data = ", ".join(Path(folder).name for folder in config.get("train") or [config.get("worldstrat") or "?"])
+    if config.get("rescale"):
+      data += f" (also at {', '.join(f'{f:g}' for f in config['rescale'])} of its size)"
     tuned = f" ({config.get('loss')} loss, from {config['init']})" if config.get("init") else ""
     recipe = (f"{config.get('steps')} steps x batch {config.get('batch')} on {data}{tuned}, best at step "
               f"{meta.get('step')}, validated on {config.get('val')}"

@@ -391,12 +391,13 @@ def train(config: TrainConfig, out: str | Path, resume: bool = False,
 def _start_from(model: Any, config: TrainConfig) -> list[str]:
   """Load the weights of `config.init` into `model`; its model, channels and options must be the run's. A
   checkpoint of another scale gives all but the upsampling layers, which keep their fresh start (FSRCNN's own way
-  to a new scale: the LR-space layers transfer, the deconvolution is learnt again). Returns the names left fresh."""
+  to a new scale: the LR-space layers transfer, the deconvolution is learnt again; models that work on the bicubic
+  image, as SRCNN, transfer whole). Returns the names left fresh."""
   meta, tensors = read_checkpoint(config.init)
   held = (meta.get("model"), meta.get("scale"), meta.get("channels"), meta.get("options") or {})
   wanted = (config.model, config.scale, config.channels, config.options)
   upsampling = tuple(getattr(model, "upsampling_layers", ()))
-  other_scale = held[0] == wanted[0] and held[2:] == wanted[2:] and held[1] != wanted[1] and bool(upsampling)
+  other_scale = held[0] == wanted[0] and held[2:] == wanted[2:] and held[1] != wanted[1]
   if held != wanted and not other_scale:
     raise SuperTinyError(f"{config.init}: holds {held[0]} x{held[1]} with {held[2]} channel(s) and options {held[3]}, "
                          f"not the run's {config.model} x{config.scale} with {config.channels} and {config.options}")

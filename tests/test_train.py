@@ -99,7 +99,7 @@ def test_init_starts_from_a_checkpoints_weights(tmp_path, assets):
 
 def test_init_from_another_scale_transfers_all_but_the_upsampler(tmp_path, assets):
   """FSRCNN's move to a new scale: an x3 checkpoint starts an x2 run with its LR-space layers; the deconvolution
-  starts fresh. A model with no upsampling layers to set apart (single-kernel) is refused."""
+  starts fresh."""
   quiet = {"progress": False, "report": lambda _: None}
   fsrcnn = {"model": "fsrcnn", "steps": 2, "val": None, "batch": 2, "patch": 12}
   train(TrainConfig.from_dict(_config(assets, scale=3, **fsrcnn)), tmp_path / "x3", **quiet)
@@ -114,11 +114,16 @@ def test_init_from_another_scale_transfers_all_but_the_upsampler(tmp_path, asset
     np.testing.assert_allclose(x2[f"model/{name}"].numpy(), x3[f"model/{name}"].numpy(), atol=1e-7)
   # the same shape at every scale (only the stride differs), but learnt for x3's phases: it starts fresh
   assert not np.allclose(x2["model/deconv.weight"].numpy(), x3["model/deconv.weight"].numpy(), atol=1e-3)
-  train(TrainConfig.from_dict(_config(assets, model="single-kernel", scale=3, steps=1, val=None)), tmp_path / "sk3",
-        **quiet)
-  with pytest.raises(SuperTinyError, match="holds single-kernel x3.*not the run's single-kernel x2"):
-    wrong = _config(assets, model="single-kernel", init=str(tmp_path / "sk3" / "last.safetensors"))
-    train(TrainConfig.from_dict(wrong), tmp_path / "sk2", **quiet)
+  # a model on the bicubic image transfers whole; another model's checkpoint is refused
+  train(TrainConfig.from_dict(_config(assets, scale=3, steps=1, val=None)), tmp_path / "sk3", **quiet)
+  _, sk3 = read_checkpoint(tmp_path / "sk3" / "last.safetensors")
+  train(TrainConfig.from_dict(_config(assets, init=str(tmp_path / "sk3" / "last.safetensors"), lr=1e-12, steps=1,
+                                      val=None)), tmp_path / "sk2", **quiet)
+  _, sk2 = read_checkpoint(tmp_path / "sk2" / "last.safetensors")
+  np.testing.assert_allclose(sk2["model/conv.weight"].numpy(), sk3["model/conv.weight"].numpy(), atol=1e-7)
+  with pytest.raises(SuperTinyError, match="holds fsrcnn x3.*not the run's single-kernel x2"):
+    train(TrainConfig.from_dict(_config(assets, init=str(tmp_path / "x3" / "last.safetensors"))), tmp_path / "no",
+          **quiet)
 
 
 def test_sigkill_then_resume_equals_an_uninterrupted_run(tmp_path, assets):
