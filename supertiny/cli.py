@@ -405,7 +405,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     args.metric = "cpsnr"
     with tqdm(desc="WorldStrat", unit="AOI", leave=False, disable=not sys.stderr.isatty()) as bar:
       results.append(evaluate_worldstrat(model, args.worldstrat, args.split, args.shift_window,
-                                         progress=lambda _name: bar.update()))
+                                         progress=lambda _name: bar.update(), protocol=args.protocol))
   for i, folder in enumerate(args.dirs):
     lr_folder = args.lr_dirs[i] if args.lr_dirs else None
     with tqdm(desc=Path(folder).name, unit="img", leave=False, disable=not sys.stderr.isatty()) as bar:
@@ -660,6 +660,9 @@ def build_parser() -> argparse.ArgumentParser:
                        "upscaled, resampled to the SPOT grid and scored by cPSNR/cSSIM (docs/satellite.md)")
   ev.add_argument("--split", choices=("train", "val", "test", "all"), default="test",
                   help="--worldstrat: the split to score [test]")
+  ev.add_argument("--protocol", choices=("aoi", "benchmark"), default="aoi",
+                  help="--worldstrat: aoi scores each AOI's clearest revisit on the whole SPOT grid; benchmark cuts "
+                       "the first revisit into the released benchmark's 9 chips (LR 160, HR 500: x3.125) [aoi]")
   ev.add_argument("--model", default="bicubic", help="model name (see `supertiny zoo`) or checkpoint file [bicubic]")
   ev.add_argument("--scale", type=_positive_int, required=True, help="upscaling factor")
   ev.add_argument("--weights", metavar="FILE", help="weights for a learned model (.pth/.pt state dict, .safetensors)")

@@ -15,6 +15,7 @@ import numpy as np
 
 from .data.images import list_images, to_float
 from .data.pairs import degrade, load_pair, load_raster_pair, match_lr_files, min_side  # noqa: F401  (public names)
+from .errors import SuperTinyError
 from .infer import upscale_tiled
 from .metrics import corrected_metrics, evaluate_pair
 from .models.registry import SRModel
@@ -96,23 +97,30 @@ def evaluate_folder(model: SRModel, folder: str | Path, scale: int, lr_folder: s
 
 
 def evaluate_worldstrat(model: SRModel, root: str | Path, split: str = "test", window: str = "symmetric",
-                        progress: Callable[[str], None] | None = None) -> DatasetScore:
-  """Score a single-image `model` on a WorldStrat split (supertiny.data.worldstrat) by cPSNR/cSSIM: each AOI's
-  clearest L2A revisit in true colour (B04, B03, B02 reflectance) is upscaled by the model's integer scale and
-  resampled to the HR grid with MATLAB bicubic (WorldStrat's ratio is not an integer: 10 m to 1.5 m), then scored
-  against the SPOT R, G, B (over 10000) with the brightness and shift correction that also absorbs the two sensors'
-  calibration offsets."""
-  from .data.worldstrat import WorldStrat
+                        progress: Callable[[str], None] | None = None, protocol: str = "aoi") -> DatasetScore:
+  """Score a single-image `model` on a WorldStrat split (supertiny.data.worldstrat) by cPSNR/cSSIM against the SPOT
+  R, G, B (over 10000), with the brightness and shift correction that also absorbs the two sensors' calibration
+  offsets. `protocol` "aoi": each AOI's clearest L2A revisit in true colour (B04, B03, B02 reflectance) upscaled by
+  the model's integer scale and resampled to the HR grid with MATLAB bicubic (WorldStrat's ratio is not an
+  integer: 10 m to 1.5 m), one score per AOI. "benchmark": the released benchmark's way, the first revisit cut
+  into its 9 chips (data.worldstrat.benchmark_chips), each upscaled and resized bilinearly to its 156x156 HR chip,
+  one score per chip."""
+  from .data.worldstrat import WorldStrat, benchmark_chips
   from .ops import imresize
 
-  dataset = WorldStrat(root, split, revisits=1, select="clearest", bands="rgb")
-  result = DatasetScore(f"WorldStrat {split}")
+  if protocol not in ("aoi", "benchmark"):
+    raise SuperTinyError(f"unknown WorldStrat protocol {protocol!r}: use aoi or benchmark")
+  benchmark = protocol == "benchmark"
+  dataset = WorldStrat(root, split, revisits=1, select="first" if benchmark else "clearest", bands="rgb")
+  result = DatasetScore(f"WorldStrat {split}" + (" (benchmark chips)" if benchmark else ""))
   for sample in dataset:
-    lr = np.moveaxis(sample.lr[0], 0, -1)
-    sr = upscale_tiled(model, lr, tile=_whole_if_global(model, lr), value_range=(0.0, 1.0))
-    hr = np.moveaxis(sample.hr, 0, -1)
-    on_grid = imresize(sr.astype(np.float64), size=hr.shape[:2])
-    result.images.append(ImageScore(sample.name, *corrected_score(on_grid, hr, "rgb", window)))
+    parts = [(c.name, c.lr[0], c.hr) for c in benchmark_chips(sample)] if benchmark else \
+        [(sample.name, sample.lr[0], sample.hr)]
+    for name, lr_bands, hr_bands in parts:
+      lr, hr = np.moveaxis(lr_bands, 0, -1), np.moveaxis(hr_bands, 0, -1)
+      sr = upscale_tiled(model, lr, tile=_whole_if_global(model, lr), value_range=(0.0, 1.0))
+      on_grid = imresize(sr.astype(np.float64), size=hr.shape[:2], method="bilinear" if benchmark else "bicubic")
+      result.images.append(ImageScore(name, *corrected_score(on_grid, hr, "rgb", window)))
     if progress is not None:
       progress(sample.name)
   return result

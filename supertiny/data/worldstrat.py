@@ -235,6 +235,43 @@ class WorldStrat:
     return (np.moveaxis(pixels[..., :3], -1, 0).astype(np.float32) / np.float32(HR_FULL_SCALE))
 
 
+# The released benchmark's grid (WORLDSTRAT_FORMAT.md section 7): revisits resized to 160x160, SPOT to 500x500,
+# 50x50 LR chips at stride 50 and the HR chips under them, a ratio of 500 / 160 = 3.125
+BENCHMARK_LR, BENCHMARK_HR, CHIP = 160, 500, 50
+
+
+@dataclass
+class Chip:
+  """One benchmark chip: `lr` k x bands x 50 x 50, `clear` k x 50 x 50, `hr` 3 x 156 x 156, named `AOI/yY-xX` by
+  the chip's LR corner."""
+  name: str
+  lr: np.ndarray
+  clear: np.ndarray
+  hr: np.ndarray
+
+
+def benchmark_chips(sample: Sample) -> list[Chip]:
+  """The 9 chips of an AOI as the released benchmark cuts them: every revisit resized to 160x160 (bilinear,
+  antialiased; masks nearest), SPOT to 500x500 (bilinear, antialiased) and clamped to [0, 1]; LR chips of 50 at
+  corners 0, 50, 100, HR chips of round(50 x 3.125) = 156 at round(corner x 3.125) (Python rounds half to even:
+  312.5 -> 312). The upstream per-band normalisation is left out: SuperTiny's models take reflectance."""
+  lr = np.stack([np.moveaxis(imresize(np.moveaxis(r, 0, -1).astype(np.float64), size=(BENCHMARK_LR,) * 2,
+                                      method="bilinear"), -1, 0) for r in sample.lr]).astype(np.float32)
+  clear = np.stack([imresize(c.astype(np.uint8), size=(BENCHMARK_LR,) * 2, method="nearest") > 0
+                    for c in sample.clear])
+  hr = imresize(np.moveaxis(sample.hr, 0, -1).astype(np.float64), size=(BENCHMARK_HR,) * 2, method="bilinear")
+  hr = np.moveaxis(np.clip(hr, 0.0, 1.0), -1, 0).astype(np.float32)
+  ratio = BENCHMARK_HR / BENCHMARK_LR
+  size = round(CHIP * ratio)
+  chips = []
+  for y in range(0, BENCHMARK_LR - CHIP + 1, CHIP):
+    for x in range(0, BENCHMARK_LR - CHIP + 1, CHIP):
+      hy, hx = round(y * ratio), round(x * ratio)
+      chips.append(Chip(f"{sample.name}/y{y}-x{x}", lr[:, :, y: y + CHIP, x: x + CHIP],
+                        clear[:, y: y + CHIP, x: x + CHIP], hr[:, hy: hy + size, hx: hx + size]))
+  return chips
+
+
 def training_pairs(root: str | Path, scale: int, channels: int, split: str = "train") -> list[Pair]:
   """One `Pair` per AOI of a split, for `supertiny train`: the clearest L2A revisit in true colour (B04, B03, B02
   reflectance) as LR, and the SPOT R, G, B (over 10000) resampled with MATLAB bicubic to exactly `scale` times the

@@ -161,3 +161,42 @@ def test_train_takes_a_worldstrat_root_and_validates_on_its_val_split(root, tmp_
   assert main(["train", "--model", "espcn", "--scale", "2", "--worldstrat", str(root), "--train", "tests/assets/Set5",
                "--out", str(tmp_path / "both")]) == 1
   assert "worldstrat is a whole data source" in capsys.readouterr().err
+
+
+def test_benchmark_chips_cut_the_released_grid(root):
+  """The released benchmark's chips: 9 per AOI, LR 50x50 of the 160x160 resize at corners 0/50/100, HR 156x156 of
+  the 500x500 SPOT resize at 0/156/312 (312.5 rounds to even). The resizes are checked against PyTorch's
+  antialiased bilinear interpolation (the upstream code's), away from the borders where the two pad differently."""
+  torch = pytest.importorskip("torch")
+  from supertiny.data.worldstrat import benchmark_chips
+
+  dataset, _ = _open(root, split="all", revisits=2, select="first", bands="rgb")
+  sample = dataset[0]
+  chips = benchmark_chips(sample)
+  assert len(chips) == 9 and chips[5].name == f"{sample.name}/y50-x100"
+  assert all(c.lr.shape == (2, 3, 50, 50) and c.clear.shape == (2, 50, 50) and c.hr.shape == (3, 156, 156)
+             for c in chips)
+
+  def resized(image, size):
+    return torch.nn.functional.interpolate(torch.from_numpy(image[None].astype(np.float64)), size=(size, size),
+                                           mode="bilinear", antialias=True, align_corners=False)[0].numpy()
+
+  hr = np.clip(resized(sample.hr, 500), 0, 1)
+  lr = resized(sample.lr[1], 160)
+  inner = slice(8, -8)
+  last = chips[8]  # LR corner (100, 100), HR corner (312, 312)
+  np.testing.assert_allclose(last.hr[:, inner, inner], hr[:, 312:468, 312:468][:, inner, inner], atol=2e-3)
+  np.testing.assert_allclose(last.lr[1][:, inner, inner], lr[:, 100:150, 100:150][:, inner, inner], atol=2e-3)
+  np.testing.assert_allclose(chips[4].hr[:, inner, inner], hr[:, 156:312, 156:312][:, inner, inner], atol=2e-3)
+
+
+def test_eval_scores_the_benchmark_chips(root, capsys):
+  with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    assert main(["eval", "--worldstrat", str(root), "--split", "all", "--protocol", "benchmark", "--model",
+                 "bicubic", "--scale", "3", "--json", "--per-image"]) == 0
+  doc = json.loads(capsys.readouterr().out)
+  scores = doc["datasets"]["WorldStrat all (benchmark chips)"]
+  assert scores["images"] == 9 * len(AOIS)  # every AOI on disk (MISSING is only in the CSV)
+  assert np.mean([s["psnr"] for s in scores["per_image"].values()]) == pytest.approx(scores["psnr"])
+  assert 20 < scores["psnr"] < 60
