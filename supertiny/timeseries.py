@@ -49,6 +49,11 @@ class RevisitSample:
     stacked = np.concatenate([self.lr[order], self.lr_clear[order, None].astype(np.float32)], axis=1)
     return stacked.reshape(k * (c + 1), h, w)
 
+  def stacked_input(self) -> np.ndarray:
+    """kC x h x w: the revisits' bands stacked as channels, the clearest first (a zoo model with `revisits=k`)."""
+    k, c, h, w = self.lr.shape
+    return self.lr[[self.clearest, *(i for i in range(k) if i != self.clearest)]].reshape(k * c, h, w)
+
   def single_input(self, with_mask: bool = False) -> np.ndarray:
     """C x h x w: the clearest revisit (with its clear mask after the bands: C+1 channels)."""
     if not with_mask:
@@ -113,18 +118,23 @@ def score(sr: np.ndarray, sample: RevisitSample) -> tuple[float, float]:
 
 
 def study(series: TimeSeries, scale: int = 2, revisits: int = 4, steps: int = 3000, test_every: int = 3,
-          seed: int = 0, misregistration: float = 1.0,
+          seed: int = 0, misregistration: float = 1.0, stacked: str | None = None,
           progress: Callable[[str, int, float], None] | None = None) -> dict:
   """Train the fusion model on one revisit (the clearest: single-image SR) and on `revisits`, and score them and
-  bicubic on the held-back targets."""
+  bicubic on the held-back targets. `stacked`: also a zoo model given the revisits stacked as input channels
+  (`create_model(stacked, revisits=k)`), trained the same way."""
   train, test = build_samples(series, scale, revisits, test_every, misregistration=misregistration)
   bands = train[0].hr.shape[0]
   targets = np.stack([np.concatenate([s.hr, s.hr_clear[None].astype(np.float32)]) for s in train])
   single = create_model("fusion", scale=scale, channels=bands, revisits=1)
   fusion = create_model("fusion", scale=scale, channels=bands, revisits=revisits)
+  runs = [("single", single, np.stack([s.single_input(with_mask=True) for s in train])),
+          ("fusion", fusion, np.stack([s.fusion_input() for s in train]))]
+  if stacked is not None:
+    runs.append((stacked, create_model(stacked, scale=scale, channels=bands, revisits=revisits),
+                 np.stack([s.stacked_input() for s in train])))
   losses = {}
-  for name, model, inputs in (("single", single, np.stack([s.single_input(with_mask=True) for s in train])),
-                              ("fusion", fusion, np.stack([s.fusion_input() for s in train]))):
+  for name, model, inputs in runs:
     report = None if progress is None else (lambda i, loss, name=name: progress(name, i, loss))
     losses[name] = fit(model, inputs, targets, scale, steps, seed=seed, progress=report)
   methods: dict[str, Callable[[RevisitSample], np.ndarray]] = {
@@ -132,6 +142,10 @@ def study(series: TimeSeries, scale: int = 2, revisits: int = 4, steps: int = 30
     "single-image (clearest revisit)": lambda s: forward_batch(single, s.single_input(with_mask=True)[None])[0],
     f"fusion ({revisits} revisits)": lambda s: forward_batch(fusion, s.fusion_input()[None])[0],
   }
+  if stacked is not None:
+    stack_model = runs[2][1]
+    methods[f"{stacked} ({revisits} revisits stacked)"] = \
+        lambda s: forward_batch(stack_model, s.stacked_input()[None])[0]
   rows = []
   for method, predict in methods.items():
     scores = [score(predict(s), s) for s in test]
@@ -139,5 +153,6 @@ def study(series: TimeSeries, scale: int = 2, revisits: int = 4, steps: int = 30
                  "cssim": float(np.mean([q for _, q in scores])),
                  "per_date": {str(s.date): round(p, 3) for s, (p, _) in zip(test, scores, strict=True)}})
   return {"scale": scale, "revisits": revisits, "steps": steps, "seed": seed, "misregistration": misregistration,
+          "stacked": stacked,
           "train_targets": len(train),
           "test_targets": [str(s.date) for s in test], "final_loss": losses, "results": rows}

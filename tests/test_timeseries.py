@@ -82,9 +82,10 @@ def test_held_back_dates_never_feed_training_and_revisits_are_the_nearest(series
 
 def test_the_study_command_runs_and_reports_three_methods(series_folder, capsys):
   assert main(["timeseries", str(series_folder), "--scale", "2", "--revisits", "2", "--steps", "3",
-               "--test-every", "2"]) == 0
+               "--test-every", "2", "--stacked", "espcn"]) == 0
   out = capsys.readouterr().out
-  for method in ("bicubic (clearest revisit)", "single-image (clearest revisit)", "fusion (2 revisits)"):
+  for method in ("bicubic (clearest revisit)", "single-image (clearest revisit)", "fusion (2 revisits)",
+                 "espcn (2 revisits stacked)"):
     assert method in out
 
 
@@ -93,3 +94,5 @@ def test_a_revisit_stack_model_is_refused_on_an_image():
 
   with pytest.raises(SuperTinyError, match="takes a stack of 8 channels"):
     supertiny.upscale(np.zeros((8, 8, 3), np.uint8), model=create_model("fusion", scale=2, channels=3, revisits=2))
+  with pytest.raises(SuperTinyError, match="takes a stack of 6 channels"):
+    supertiny.upscale(np.zeros((8, 8, 3), np.uint8), model=create_model("espcn", scale=2, channels=3, revisits=2))

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import numpy as np
 from tinygrad import Tensor, nn
 from tinygrad.nn.state import get_parameters
 
 from ..ops import resize
-from .layers import BICUBIC_TAPS, activation
+from .layers import BICUBIC_TAPS, activation, conv
 
 
 class SRNet:
@@ -70,4 +71,30 @@ class BicubicResidual:
     return self.net(x) + resize(x, float(self.scale))
 
 
-__all__ = ["BicubicResidual", "ConvUnit", "SRNet"]
+class StackedRevisits:
+  """k co-registered revisits stacked as input channels (N, k*C, H, W; revisit r's bands at r*C...) into a
+  single-image model: a learned 3x3 convolution merges them into one C-channel image, which the model
+  super-resolves. It starts as the revisits' mean, so an untrained merge of k copies of one image is the model on
+  that image. Built by `create_model(..., revisits=k)`."""
+
+  def __init__(self, net, revisits: int):
+    self.net, self.revisits = net, revisits
+    self.name, self.scale, self.channels = net.name, net.scale, net.channels
+    self.input_channels = revisits * net.channels
+    self.merge = conv(self.input_channels, net.channels, 3)
+    mean = np.zeros((net.channels, self.input_channels, 3, 3), np.float32)
+    for r in range(revisits):
+      mean[np.arange(net.channels), r * net.channels + np.arange(net.channels), 1, 1] = 1.0 / revisits
+    self.merge.weight = Tensor(mean)
+    self.merge.bias = Tensor.zeros(net.channels)
+    reach = getattr(net, "receptive_field", None)
+    self.receptive_field = None if reach is None else reach + 1
+
+  def parameters(self) -> list[Tensor]:
+    return get_parameters(self)
+
+  def __call__(self, x: Tensor) -> Tensor:
+    return self.net(self.merge(x))
+
+
+__all__ = ["BicubicResidual", "ConvUnit", "SRNet", "StackedRevisits"]

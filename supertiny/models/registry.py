@@ -8,6 +8,7 @@ interpolation baselines).
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -15,7 +16,7 @@ from typing import Any, Protocol
 from tinygrad import Tensor
 
 from ..errors import SuperTinyError
-from .base import BicubicResidual
+from .base import BicubicResidual, StackedRevisits
 
 CHANNEL_NAMES = {"y": 1, "rgb": 3, "1": 1, "3": 3}  # the two spellings of a learned model's input channels
 
@@ -51,10 +52,11 @@ def register(name: str, summary: str, scales: tuple[int, ...] | None = None, lea
 
 
 def create_model(name: str, scale: int = 4, channels: int | None = 3, bicubic_residual: bool = False,
-                 **options: Any) -> SRModel:
+                 revisits: int = 1, **options: Any) -> SRModel:
   """Build the registered model `name` for `scale` and `channels` (1 = Y, 3 = RGB, N = N bands);
   `bicubic_residual` adds the bicubic image to a learned model's output (models.base.BicubicResidual), for models
-  without a residual of their own."""
+  without a residual of their own; `revisits` k > 1 makes a single-image model take k co-registered revisits
+  stacked as input channels (models.base.StackedRevisits; multi-frame models such as fusion take it themselves)."""
   if name not in MODELS:
     raise SuperTinyError(f"unknown model {name!r}; available: {', '.join(sorted(MODELS))}")
   spec = MODELS[name]
@@ -64,10 +66,21 @@ def create_model(name: str, scale: int = 4, channels: int | None = 3, bicubic_re
     raise SuperTinyError(f"model {name!r} supports scales {', '.join(map(str, spec.scales))}, not {scale}")
   if channels is not None and (isinstance(channels, bool) or not isinstance(channels, int) or channels < 1):
     raise SuperTinyError(f"channels must be a positive integer (1 = Y, 3 = RGB), got {channels!r}")
+  own_revisits = "revisits" in inspect.signature(spec.build).parameters
+  if isinstance(revisits, bool) or not isinstance(revisits, int) or revisits < 1:
+    raise SuperTinyError(f"revisits must be a positive integer, got {revisits!r}")
+  if own_revisits:
+    options["revisits"] = revisits
+  elif revisits > 1 and (not spec.learned or channels is None):
+    raise SuperTinyError(f"model {name!r} cannot take {revisits} revisits: "
+                         + ("it learns nothing; give it the clearest revisit" if not spec.learned
+                            else "give it a channel count"))
   model = spec.build(scale=scale, channels=channels, **options)
   if bicubic_residual:
     if not spec.learned or hasattr(model, "residual"):
       raise SuperTinyError(f"model {name!r} cannot take a bicubic residual: it "
                            + ("learns nothing" if not spec.learned else "has its own (its `residual` option)"))
     model = BicubicResidual(model)
+  if revisits > 1 and not own_revisits:
+    model = StackedRevisits(model, revisits)
   return model

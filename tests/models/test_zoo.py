@@ -139,6 +139,35 @@ def test_fusion_matches_pytorch_reference(tmp_path, scale, channels, revisits):
   np.testing.assert_allclose(ours, theirs, atol=1e-4, rtol=0)
 
 
+@pytest.mark.parametrize("name,scale,channels,factory", [
+  ("espcn", 3, 1, lambda: ref.ESPCN(3, 1)),
+  ("srcnn", 2, 3, lambda: ref.BicubicResidual(ref.SRCNN(2, 3), 2)),
+])
+def test_any_model_takes_stacked_revisits_like_pytorch(tmp_path, name, scale, channels, factory):
+  """`revisits=k` on a single-image model: a merging convolution in front, equal to PyTorch's; an untrained merge is
+  the revisits' mean, so k copies of one image give the single-image model's output on it."""
+  torch.manual_seed(0)
+  reference = ref.StackedRevisits(factory(), channels, 3).eval()
+  torch.save(reference.state_dict(), tmp_path / "weights.pth")
+  options = {"bicubic_residual": True} if name == "srcnn" else {}
+  model = create_model(name, scale=scale, channels=channels, revisits=3, **options)
+  fresh = create_model(name, scale=scale, channels=channels, revisits=3, **options)
+  load_weights(model, tmp_path / "weights.pth")
+  x = np.random.default_rng(2).random((2, 3 * channels, 8, 11), dtype=np.float32)
+  with torch.no_grad():
+    theirs = reference(torch.from_numpy(x)).numpy()
+  np.testing.assert_allclose(model(Tensor(x)).numpy(), theirs, atol=1e-4, rtol=0)
+
+  one = x[:, :channels]
+  single = create_model(name, scale=scale, channels=channels, **options)
+  load_weights(single, {k.removeprefix("net."): v.numpy() for k, v in get_state_dict(fresh).items()
+                        if k.startswith("net.")})
+  np.testing.assert_allclose(fresh(Tensor(np.tile(one, (1, 3, 1, 1)))).numpy(), single(Tensor(one)).numpy(),
+                             atol=1e-5, rtol=0)
+  with pytest.raises(Exception, match="learns nothing"):
+    create_model("bicubic", scale=2, channels=3, revisits=2)
+
+
 def test_band_sharpener_matches_pytorch(tmp_path):
   torch.manual_seed(0)
   reference = ref.BandSharpener(4, 6, width=16, blocks=2, res_scale=0.1).eval()

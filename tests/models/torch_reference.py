@@ -112,6 +112,17 @@ class BicubicResidual(nn.Module):
     return self.net(x) + matlab_bicubic_up(x, self.scale)
 
 
+class StackedRevisits(nn.Module):
+  """k revisits stacked as channels, merged by a 3x3 convolution into one image for a single-image model."""
+
+  def __init__(self, net: nn.Module, channels: int, revisits: int):
+    super().__init__()
+    self.net, self.merge = net, nn.Conv2d(revisits * channels, channels, 3, padding=1)
+
+  def forward(self, x):
+    return self.net(self.merge(x))
+
+
 class FSRCNN(nn.Module):
   def __init__(self, scale: int, channels: int, d: int = 56, s: int = 12, m: int = 4):
     super().__init__()
