@@ -334,6 +334,8 @@ def cmd_train(args: argparse.Namespace) -> int:
       values[key] = given
   if args.channels is not None:
     values["channels"] = args.channels
+  if args.revisits is not None:
+    values["options"] = {**values.get("options", {}), "revisits": args.revisits}
   if args.devices is not None:
     values["devices"] = _device_list(args.devices)
   if args.no_cache:
@@ -765,6 +767,8 @@ def build_parser() -> argparse.ArgumentParser:
   tr.add_argument("--worldstrat", metavar="ROOT",
                   help="train on a WorldStrat root instead of folders: its train split (each AOI's clearest revisit, "
                        "true colour, with SPOT resampled to the scale), validated on its val split by cPSNR")
+  tr.add_argument("--revisits", type=_positive_int, metavar="K",
+                  help="--worldstrat: train on the K clearest revisits stacked (fusion, or any learned model) [1]")
   tr.add_argument("--train-lr", dest="train_lr", metavar="DIR", help="given LR images for a single --train folder")
   tr.add_argument("--rescale", nargs="+", type=float, metavar="F",
                   help="also train on the HR images resized by these factors (0.9 0.8 0.7 0.6: FSRCNN's augmentation)")

@@ -104,21 +104,32 @@ def evaluate_worldstrat(model: SRModel, root: str | Path, split: str = "test", w
   the model's integer scale and resampled to the HR grid with MATLAB bicubic (WorldStrat's ratio is not an
   integer: 10 m to 1.5 m), one score per AOI. "benchmark": the released benchmark's way, the first revisit cut
   into its 9 chips (data.worldstrat.benchmark_chips), each upscaled and resized bilinearly to its 156x156 HR chip,
-  one score per chip."""
-  from .data.worldstrat import WorldStrat, benchmark_chips
+  one score per chip. A multi-revisit model (`revisits` k > 1: fusion, or any model built with revisits=k) gets
+  the k clearest revisits (the first k for "benchmark") stacked, clipped to [0, 1]."""
+  from .data.worldstrat import WorldStrat, benchmark_chips, revisit_stack
   from .ops import imresize
+  from .runtime.runner import forward_batch
 
   if protocol not in ("aoi", "benchmark"):
     raise SuperTinyError(f"unknown WorldStrat protocol {protocol!r}: use aoi or benchmark")
   benchmark = protocol == "benchmark"
-  dataset = WorldStrat(root, split, revisits=1, select="first" if benchmark else "clearest", bands="rgb")
+  k, masks = getattr(model, "revisits", 1), getattr(model, "revisit_masks", False)
+  if (k > 1 or masks) and model.channels != 3:
+    raise SuperTinyError(f"{model.name}: a multi-revisit model is scored on WorldStrat in true colour (channels 3), "
+                         f"not {model.channels}")
+  dataset = WorldStrat(root, split, revisits=k, select="first" if benchmark else "clearest", bands="rgb")
   result = DatasetScore(f"WorldStrat {split}" + (" (benchmark chips)" if benchmark else ""))
   for sample in dataset:
-    parts = [(c.name, c.lr[0], c.hr) for c in benchmark_chips(sample)] if benchmark else \
-        [(sample.name, sample.lr[0], sample.hr)]
-    for name, lr_bands, hr_bands in parts:
-      lr, hr = np.moveaxis(lr_bands, 0, -1), np.moveaxis(hr_bands, 0, -1)
-      sr = upscale_tiled(model, lr, tile=_whole_if_global(model, lr), value_range=(0.0, 1.0))
+    parts = [(c.name, c.lr, c.clear, c.hr) for c in benchmark_chips(sample)] if benchmark else \
+        [(sample.name, sample.lr, sample.clear, sample.hr)]
+    for name, views, clear, hr_bands in parts:
+      hr = np.moveaxis(hr_bands, 0, -1)
+      if k > 1 or masks:  # a revisit stack is not an image: the model sees it whole
+        stack = np.moveaxis(revisit_stack(np.clip(views, 0.0, 1.0), clear, masks), -1, 0)
+        sr = np.moveaxis(forward_batch(model, stack[None].astype(np.float32))[0], 0, -1)
+      else:
+        lr = np.moveaxis(views[0], 0, -1)
+        sr = upscale_tiled(model, lr, tile=_whole_if_global(model, lr), value_range=(0.0, 1.0))
       on_grid = imresize(sr.astype(np.float64), size=hr.shape[:2], method="bilinear" if benchmark else "bicubic")
       result.images.append(ImageScore(name, *corrected_score(on_grid, hr, "rgb", window)))
     if progress is not None:

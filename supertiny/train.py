@@ -414,9 +414,11 @@ def _train(config: TrainConfig, run: Run, resume: bool, report: Callable[[str], 
            ) -> dict[str, Any]:
   from tqdm import tqdm
 
-
+  Tensor.manual_seed(config.seed)
+  model = create_model(config.model, scale=config.scale, channels=config.channels, **config.options)
   if config.worldstrat is not None:
-    pairs = worldstrat_pairs(config.worldstrat, config.scale, config.channels)
+    pairs = worldstrat_pairs(config.worldstrat, config.scale, config.channels, revisits=getattr(model, "revisits", 1),
+                             masks=getattr(model, "revisit_masks", False))
   elif config.train_lr is not None:
     if len(config.train) != 1:
       raise SuperTinyError("paired training (train_lr) takes exactly one HR folder in train")
@@ -427,8 +429,6 @@ def _train(config: TrainConfig, run: Run, resume: bool, report: Callable[[str], 
   sampler = PatchSampler(pairs, config.scale, config.patch, config.batch, config.seed, config.augment)
 
   devices = resolve_devices(config.devices)
-  Tensor.manual_seed(config.seed)
-  model = create_model(config.model, scale=config.scale, channels=config.channels, **config.options)
   start, best, checkpoint, spent = 0, {"psnr": -math.inf, "ssim": 0.0}, None, 0.0
   if resume and run.last.exists():
     meta, checkpoint = read_checkpoint(run.last)

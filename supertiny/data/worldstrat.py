@@ -272,18 +272,34 @@ def benchmark_chips(sample: Sample) -> list[Chip]:
   return chips
 
 
-def training_pairs(root: str | Path, scale: int, channels: int, split: str = "train") -> list[Pair]:
+def revisit_stack(lr: np.ndarray, clear: np.ndarray, masks: bool) -> np.ndarray:
+  """k x C x h x w revisits (and k x h x w clear masks) as one input: h x w x kC, or kC + k with `masks` (each
+  revisit's bands, then its clear mask: the fusion model's input), in the sample's order (the clearest first)."""
+  parts = [np.concatenate([bands, mask[None].astype(np.float32)]) if masks else bands
+           for bands, mask in zip(lr, clear, strict=True)]
+  return np.moveaxis(np.concatenate(parts), 0, -1)
+
+
+def _y(image: np.ndarray) -> np.ndarray:
+  return rgb_to_y(image)[..., None]
+
+
+def training_pairs(root: str | Path, scale: int, channels: int, split: str = "train", revisits: int = 1,
+                   masks: bool = False) -> list[Pair]:
   """One `Pair` per AOI of a split, for `supertiny train`: the clearest L2A revisit in true colour (B04, B03, B02
   reflectance) as LR, and the SPOT R, G, B (over 10000) resampled with MATLAB bicubic to exactly `scale` times the
   LR grid as HR, since WorldStrat's ratio (10 m to 1.5 m) is not an integer; both clipped to [0, 1]. `channels` 1
-  takes MATLAB's Y of both."""
+  takes MATLAB's Y of both. `revisits` k > 1: the k clearest revisits stacked as the LR channels (`revisit_stack`;
+  with `masks`, each followed by its clear mask), for multi-revisit models."""
   pairs = []
-  for sample in WorldStrat(root, split, revisits=1, select="clearest", bands="rgb"):
-    lr = np.moveaxis(sample.lr[0], 0, -1).astype(np.float64)
-    size = (lr.shape[0] * scale, lr.shape[1] * scale)
-    hr = imresize(np.moveaxis(sample.hr, 0, -1).astype(np.float64), size=size)
-    lr, hr = np.clip(lr, 0.0, 1.0), np.clip(hr, 0.0, 1.0)
+  for sample in WorldStrat(root, split, revisits=revisits, select="clearest", bands="rgb"):
+    views = np.clip(sample.lr.astype(np.float64), 0.0, 1.0)  # k x 3 x h x w
     if channels == 1:
-      lr, hr = rgb_to_y(lr)[..., None], rgb_to_y(hr)[..., None]
+      views = np.stack([np.moveaxis(_y(np.moveaxis(v, 0, -1)), -1, 0) for v in views])
+    lr = revisit_stack(views, sample.clear, masks)
+    size = (lr.shape[0] * scale, lr.shape[1] * scale)
+    hr = np.clip(imresize(np.moveaxis(sample.hr, 0, -1).astype(np.float64), size=size), 0.0, 1.0)
+    if channels == 1:
+      hr = _y(hr)
     pairs.append(Pair(sample.name, lr.astype(np.float32), hr.astype(np.float32)))
   return pairs

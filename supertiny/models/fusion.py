@@ -25,6 +25,8 @@ from .registry import register
 class RevisitFusion(SRNet):
   name = "fusion"
 
+  revisit_masks = True  # its input: each revisit's bands, then its clear mask
+
   def __init__(self, scale: int, channels: int | None = 3, revisits: int = 4, width: int = 32, blocks: int = 2):
     super().__init__(scale, channels)
     if revisits < 1:

@@ -163,6 +163,32 @@ def test_train_takes_a_worldstrat_root_and_validates_on_its_val_split(root, tmp_
   assert "worldstrat is a whole data source" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("model", ["fusion", "espcn"])
+def test_multi_revisit_models_train_and_score_on_worldstrat(root, tmp_path, capsys, model):
+  """`train --worldstrat ROOT --revisits 2`: the two clearest revisits stacked as input (with their clear masks for
+  the fusion model), validated on the val split; `eval --worldstrat` of the checkpoint scores it the same way."""
+  if "kaggle" in str(root):
+    pytest.skip("past the reader (checked in both layouts above) training does not depend on the layout")
+  with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    pairs = training_pairs(root, scale=2, channels=3, revisits=2, masks=True)
+    sample = WorldStrat(root, "train", revisits=2, bands="rgb")[0]
+    lr = pairs[0].lr  # h x w x (3 bands + mask) x 2 revisits, the clearest first
+    assert lr.shape == (*sample.lr.shape[2:], 8)
+    np.testing.assert_allclose(lr[..., 4:7], np.clip(np.moveaxis(sample.lr[1], 0, -1), 0, 1), atol=1e-6)
+    np.testing.assert_array_equal(lr[..., 7], sample.clear[1])
+    run = tmp_path / "run"
+    assert main(["train", "--model", model, "--scale", "2", "--channels", "rgb", "--worldstrat", str(root),
+                 "--revisits", "2", "--steps", "4", "--batch", "2", "--patch", "8", "--val-every", "4",
+                 "--out", str(run)]) == 0
+    assert read_checkpoint(run / "best.safetensors")[0]["options"]["revisits"] == 2
+    capsys.readouterr()
+    assert main(["eval", "--worldstrat", str(root), "--split", "val", "--model", str(run / "best.safetensors"),
+                 "--scale", "2", "--json"]) == 0
+  scored = json.loads(capsys.readouterr().out)["datasets"]["WorldStrat val"]["psnr"]
+  assert read_checkpoint(run / "best.safetensors")[0]["val"]["psnr"] == pytest.approx(scored, abs=1e-6)
+
+
 def test_benchmark_chips_cut_the_released_grid(root):
   """The released benchmark's chips: 9 per AOI, LR 50x50 of the 160x160 resize at corners 0/50/100, HR 156x156 of
   the 500x500 SPOT resize at 0/156/312 (312.5 rounds to even). The resizes are checked against PyTorch's
