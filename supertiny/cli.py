@@ -596,7 +596,8 @@ def cmd_timeseries(args: argparse.Namespace) -> int:
       bar.set_postfix(loss=f"{loss:.4f}")
 
   result = study(series, scale=args.scale, revisits=args.revisits, steps=args.steps, test_every=args.test_every,
-                 seed=args.seed, misregistration=args.misregistration, stacked=args.stacked, progress=progress)
+                 seed=args.seed, misregistration=args.misregistration, stacked=args.stacked, figure=args.figure,
+                 progress=progress)
   for bar in bars.values():
     bar.close()
   if args.json:
@@ -868,6 +869,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "is degraded, as real revisits do [1.0]")
   tsp.add_argument("--stacked", metavar="MODEL",
                    help="also train this zoo model on the revisits stacked as input channels (revisits=k), e.g. espcn")
+  tsp.add_argument("--figure", metavar="PNG", help="draw the first held-back target: revisits, predictions, truth")
   tsp.add_argument("--json", action="store_true", help="print one JSON document (with per-date scores)")
   tsp.set_defaults(run=cmd_timeseries)
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import datetime
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -118,11 +119,12 @@ def score(sr: np.ndarray, sample: RevisitSample) -> tuple[float, float]:
 
 
 def study(series: TimeSeries, scale: int = 2, revisits: int = 4, steps: int = 3000, test_every: int = 3,
-          seed: int = 0, misregistration: float = 1.0, stacked: str | None = None,
+          seed: int = 0, misregistration: float = 1.0, stacked: str | None = None, figure: str | Path | None = None,
           progress: Callable[[str, int, float], None] | None = None) -> dict:
   """Train the fusion model on one revisit (the clearest: single-image SR) and on `revisits`, and score them and
   bicubic on the held-back targets. `stacked`: also a zoo model given the revisits stacked as input channels
-  (`create_model(stacked, revisits=k)`), trained the same way."""
+  (`create_model(stacked, revisits=k)`), trained the same way. `figure`: a PNG of the first held-back target's
+  revisits, every method's prediction and the truth (draw_figure)."""
   train, test = build_samples(series, scale, revisits, test_every, misregistration=misregistration)
   bands = train[0].hr.shape[0]
   targets = np.stack([np.concatenate([s.hr, s.hr_clear[None].astype(np.float32)]) for s in train])
@@ -146,6 +148,8 @@ def study(series: TimeSeries, scale: int = 2, revisits: int = 4, steps: int = 30
     stack_model = runs[2][1]
     methods[f"{stacked} ({revisits} revisits stacked)"] = \
         lambda s: forward_batch(stack_model, s.stacked_input()[None])[0]
+  if figure is not None:
+    draw_figure(figure, test[0], {method: predict(test[0]) for method, predict in methods.items()})
   rows = []
   for method, predict in methods.items():
     scores = [score(predict(s), s) for s in test]
@@ -156,3 +160,52 @@ def study(series: TimeSeries, scale: int = 2, revisits: int = 4, steps: int = 30
           "stacked": stacked,
           "train_targets": len(train),
           "test_targets": [str(s.date) for s in test], "final_loss": losses, "results": rows}
+
+
+def _false_colour(bands: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
+  """C x H x W reflectance -> H x W x 3 in [0, 1]: the last three bands as R, G, B (Landsat SWIR1, NIR, red),
+  stretched by one scene-wide range so every panel compares."""
+  picked = np.moveaxis(bands[-3:] if bands.shape[0] >= 3 else np.repeat(bands[:1], 3, 0), 0, -1)
+  return np.clip((picked - low) / np.maximum(high - low, 1e-6), 0.0, 1.0)
+
+
+def draw_figure(path: str | Path, sample: RevisitSample, predictions: dict[str, np.ndarray]) -> Path:
+  """A PNG: top, the target's LR revisits (nearest date first, pixels their masks call not clear tinted red); bottom,
+  each method's prediction with its cPSNR, and the HR truth."""
+  import matplotlib
+
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+
+  from .data.images import atomic_output
+
+  picked = sample.hr[-3:] if sample.hr.shape[0] >= 3 else sample.hr[:1]
+  low = np.percentile(picked, 1, axis=(1, 2))
+  high = np.percentile(picked, 99, axis=(1, 2))
+  k = sample.lr.shape[0]
+  columns = max(k, len(predictions) + 1)
+  fig, axes = plt.subplots(2, columns, figsize=(2.6 * columns, 5.6))
+  for axis in axes.ravel():
+    axis.set_axis_off()
+  for i in range(k):
+    image = _false_colour(sample.lr[i], low, high)
+    cloudy = ~sample.lr_clear[i].astype(bool)
+    image[cloudy] = image[cloudy] * 0.4 + np.array([0.6, 0.0, 0.0])
+    axes[0, i].imshow(image, interpolation="nearest")
+    clear = 100 * float(sample.lr_clear[i].mean())
+    marker = " (clearest)" if i == sample.clearest else ""
+    axes[0, i].set_title(f"revisit {sample.revisit_dates[i]}{marker}\n{clear:.0f}% clear", fontsize=8)
+  for axis, (method, image) in zip(axes[1], predictions.items(), strict=False):
+    axis.imshow(_false_colour(image, low, high), interpolation="nearest")
+    axis.set_title(f"{method}\ncPSNR {score(image, sample)[0]:.2f} dB", fontsize=8)
+  axes[1, len(predictions)].imshow(_false_colour(sample.hr, low, high), interpolation="nearest")
+  axes[1, len(predictions)].set_title(f"HR truth {sample.date}", fontsize=8)
+  fig.suptitle("Held-back target: LR revisits (red: not clear), predictions, truth (false colour: SWIR1, NIR, red)",
+               fontsize=9)
+  fig.tight_layout()
+  path = Path(path)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  with atomic_output(path, suffix=".png") as tmp:
+    fig.savefig(tmp, dpi=90, format="png")
+  plt.close(fig)
+  return path
