@@ -12,6 +12,7 @@ from .data.images import read_image
 from .errors import SuperTinyError
 from .evaluate import load_pair, score
 from .infer import upscale_tiled
+from .plotting import pyplot, save_figure
 from .pretrained import load_model
 
 
@@ -63,11 +64,9 @@ def compare(image: str | Path, scale: int, models: list[str], given_lr: bool = F
 
 def draw(panels: list[Panel], crop: tuple[int, int, int], title: str, out: str | Path) -> Path:
   """The figure: the full first panel with the crop outlined, then every panel's crop with its scores."""
-  import matplotlib
-
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
   from matplotlib.patches import Rectangle
+
+  plt = pyplot()
 
   y, x, size = crop
   count = len(panels) + 1
@@ -87,12 +86,7 @@ def draw(panels: list[Panel], crop: tuple[int, int, int], title: str, out: str |
     ax.set_yticks([])
   fig.suptitle(title, fontsize=10)
   fig.tight_layout()
-  out = Path(out)
-  tmp = out.with_name(f".{out.name}.tmp")
-  fig.savefig(tmp, format=out.suffix.lstrip(".").lower() or "png", dpi=120)
-  plt.close(fig)
-  tmp.replace(out)
-  return out
+  return save_figure(fig, out, dpi=120)
 
 
 def _displayable(image: np.ndarray) -> np.ndarray:

@@ -31,6 +31,7 @@ from .infer import upscale_tiled
 from .metrics import evaluate_pair
 from .models import create_model
 from .models.layers import parameter_count
+from .plotting import pyplot, save_figure
 from .train import Run, TrainConfig, train, training
 
 
@@ -303,25 +304,9 @@ def _psnr_words(sr: np.ndarray, hr: np.ndarray) -> str:
   return f"{evaluate_pair(to_float(sr), to_float(hr), SCALE, 'y')[0]:.2f} dB"
 
 
-def _pyplot():
-  import matplotlib
-
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
-
-  return plt
-
-
-def _save(fig, path: Path) -> Path:
-  with atomic_output(path, ".png") as tmp:
-    fig.savefig(tmp, format="png", dpi=100)
-  _pyplot().close(fig)
-  return path
-
-
 def _grid(rows: list[list[tuple[str, np.ndarray]]], path: Path, title: str) -> Path:
   """Rows of titled images (LR shown at its own size, stretched to the panel) written as a PNG."""
-  plt = _pyplot()
+  plt = pyplot()
   columns = max(len(r) for r in rows)
   fig, axes = plt.subplots(len(rows), columns, figsize=(2.2 * columns, 2.5 * len(rows)), squeeze=False)
   for axis_row, row in zip(axes, rows, strict=True):
@@ -332,11 +317,11 @@ def _grid(rows: list[list[tuple[str, np.ndarray]]], path: Path, title: str) -> P
         axis.set_title(label, fontsize=8)
   fig.suptitle(title, fontsize=10)
   fig.tight_layout()
-  return _save(fig, path)
+  return save_figure(fig, path)
 
 
 def _curves(runs: dict[str, Run], path: Path, setting: str) -> Path:
-  plt = _pyplot()
+  plt = pyplot()
   fig, axis = plt.subplots(figsize=(6, 3.6))
   for method, run in runs.items():
     rows = run.rows()
@@ -345,7 +330,7 @@ def _curves(runs: dict[str, Run], path: Path, setting: str) -> Path:
   axis.set(xlabel="step", ylabel="training loss", yscale="log", title=f"setting {setting}")
   axis.legend(fontsize=8)
   fig.tight_layout()
-  return _save(fig, path)
+  return save_figure(fig, path)
 
 
 def finished_steps(folder: Path) -> int | None:

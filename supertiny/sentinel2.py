@@ -27,6 +27,7 @@ from .errors import SuperTinyError
 from .models.bandsharpen import BandSharpener
 from .models.weights import load_weights, read_safetensors
 from .ops import imresize
+from .plotting import pyplot, save_figure
 from .runtime.runner import runner_for
 from .train import fit
 
@@ -230,11 +231,7 @@ def figure(scene: Scene, model: BandSharpener, split: int, path: str | Path, ban
   guide B04 degraded to 20 m, bicubic and the network from 40 m, and the 20 m truth; bottom, the real product at
   10 m: B04, the band upsampled with bicubic and sharpened by the network (the 20 m job's network)."""
   job = JOBS["20m"]
-  import matplotlib
-
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
-
+  plt = pyplot()
   index = BANDS_20M.index(band)
   inputs, target, _ = wald_pair(scene, job, slice(split, None))
   predicted = predict(model, inputs)
@@ -269,9 +266,4 @@ def figure(scene: Scene, model: BandSharpener, split: int, path: str | Path, ban
   figure_.suptitle(f"{band} on the held-back part (columns from {split} at 10 m); top: Wald's protocol, "
                    "bottom: the 10 m product", fontsize=10)
   figure_.tight_layout()
-  path = Path(path)
-  path.parent.mkdir(parents=True, exist_ok=True)
-  with atomic_output(path, suffix=".png") as tmp:
-    figure_.savefig(tmp, dpi=90, format="png")
-  plt.close(figure_)
-  return path
+  return save_figure(figure_, path, dpi=90)

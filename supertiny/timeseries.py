@@ -25,6 +25,7 @@ from .errors import SuperTinyError
 from .metrics import corrected_metrics
 from .models import create_model
 from .ops import imresize, shift_image
+from .plotting import pyplot, save_figure
 from .runtime.runner import forward_batch
 from .train import fit
 from .upscaling import fill_invalid
@@ -172,13 +173,7 @@ def _false_colour(bands: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.nd
 def draw_figure(path: str | Path, sample: RevisitSample, predictions: dict[str, np.ndarray]) -> Path:
   """A PNG: top, the target's LR revisits (nearest date first, pixels their masks call not clear tinted red); bottom,
   each method's prediction with its cPSNR, and the HR truth."""
-  import matplotlib
-
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
-
-  from .data.images import atomic_output
-
+  plt = pyplot()
   picked = sample.hr[-3:] if sample.hr.shape[0] >= 3 else sample.hr[:1]
   low = np.percentile(picked, 1, axis=(1, 2))
   high = np.percentile(picked, 99, axis=(1, 2))
@@ -203,9 +198,4 @@ def draw_figure(path: str | Path, sample: RevisitSample, predictions: dict[str, 
   fig.suptitle("Held-back target: LR revisits (red: not clear), predictions, truth (false colour: SWIR1, NIR, red)",
                fontsize=9)
   fig.tight_layout()
-  path = Path(path)
-  path.parent.mkdir(parents=True, exist_ok=True)
-  with atomic_output(path, suffix=".png") as tmp:
-    fig.savefig(tmp, dpi=90, format="png")
-  plt.close(fig)
-  return path
+  return save_figure(fig, path, dpi=90)

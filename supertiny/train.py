@@ -31,6 +31,7 @@ from .evaluate import evaluate_folder, evaluate_worldstrat
 from .models import create_model
 from .models.registry import CHANNEL_NAMES, SRModel
 from .models.weights import load_weights
+from .plotting import pyplot, save_figure
 from .runtime.devices import open_device
 from .runtime.training import jitted_step, train_step
 
@@ -341,11 +342,7 @@ class Run:
 
   def plot(self) -> Path:
     """curves.png: training loss (and its running mean) and validation PSNR against step."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     rows = self.rows()
     steps = np.array([int(r["step"]) for r in rows])
     loss = np.array([float(r["loss"]) for r in rows])
@@ -361,12 +358,7 @@ class Run:
       right.plot(*zip(*val, strict=True), marker="o")
     right.set(xlabel="step", ylabel="validation PSNR (Y, dB)")
     fig.tight_layout()
-    out = self.folder / "curves.png"
-    tmp = self.folder / ".curves.png.tmp"
-    fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
-    tmp.replace(out)
-    return out
+    return save_figure(fig, self.folder / "curves.png")
 
   def _write(self, rows: list[dict[str, Any]]) -> None:
     tmp = self.metrics.with_suffix(".tmp")
