@@ -884,7 +884,7 @@ def build_parser() -> argparse.ArgumentParser:
   pp.add_argument("--data", default="../shared/datasets/BSDS200",
                   help="photos to make 100 pairs from (centre 320x320 crops, 80 train / 20 test), or a folder of "
                        "pairs as it is: train/{LR,HR} and test/{LR,HR} (or val, low_res/high_res), or one {LR,HR} "
-                       "pool split by name [../shared/datasets/BSDS200]")
+                       "pool split by name, or a WorldStrat root (its benchmark chips) [../shared/datasets/BSDS200]")
   pp.add_argument("--out", help="study folder [runs/paper, or runs/paper-quick with --quick]")
   pp.add_argument("--quick", action="store_true",
                   help="25 steps of batch 4 on 24x24 LR patches, one core (minutes, not days)")

@@ -1,5 +1,6 @@
 """A fixed set of LR/HR training and test pairs on disk, as the paper's 100-pair photo set was: found in a folder
-of pairs as it is, or made once from a folder of HR photos (centre crops, MATLAB-bicubic LR)."""
+of pairs as it is, made once from a folder of HR photos (centre crops, MATLAB-bicubic LR), or from a WorldStrat
+root's benchmark chips."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import SuperTinyError
+from ..ops import imresize
 from .images import list_images, read_image, write_image
 from .pairs import colour_only, degrade, match_lr_files
 
@@ -124,15 +126,50 @@ def make_pairs(photos: Path, out: Path, count: int, hr_side: int, scale: int, tr
   partial.replace(out)
 
 
+def make_worldstrat_pairs(root: Path, out: Path, scale: int) -> int:
+  """Pairs from a WorldStrat root's benchmark chips (data.worldstrat.benchmark_chips: the first revisit in true
+  colour, 50x50 LR chips, their 156x156 SPOT chips): LR as it is and HR resized to exactly `scale` times it
+  (MATLAB bicubic), both reflectance clipped to [0, 1] and stored as 8-bit PNG; the AOIs of the CSV's test and val
+  splits are the test pairs, the rest train. Written into a temporary folder first; returns the pair count."""
+  from .worldstrat import WorldStrat, benchmark_chips
+
+  partial = out.with_name(f".{out.name}.partial")
+  shutil.rmtree(partial, ignore_errors=True)
+  count = 0
+  for split, side in (("train", "train"), ("val", "test"), ("test", "test")):
+    for sample in WorldStrat(root, split, revisits=1, select="first", bands="rgb"):
+      for chip in benchmark_chips(sample):
+        lr = np.moveaxis(chip.lr[0], 0, -1).astype(np.float64)
+        hr = imresize(np.moveaxis(chip.hr, 0, -1).astype(np.float64), size=(lr.shape[0] * scale, lr.shape[1] * scale))
+        name = chip.name.replace("/", "_").replace(" ", "_")
+        for kind, image in (("LR", lr), ("HR", hr)):
+          (partial / side / kind).mkdir(parents=True, exist_ok=True)
+          write_image(partial / side / kind / f"{name}.png", np.round(np.clip(image, 0, 1) * 255).astype(np.uint8))
+        count += 1
+  if not (partial / "train").is_dir() or not (partial / "test").is_dir():
+    shutil.rmtree(partial, ignore_errors=True)
+    raise SuperTinyError(f"{root}: the study needs WorldStrat AOIs in train and in val or test")
+  partial.replace(out)
+  return count
+
+
 def paired_set(data: Path, out: Path, scale: int = 4, count: int = 100, hr_side: int = 320, train: int = 80,
                test_fraction: float = 0.2) -> PairedSet:
   """The study's pairs: `data` as it is when laid out as pairs (a pool is split by name, the last `test_fraction`
-  for testing, as links under `out`), else made once from `data`'s photos into `out` (see make_pairs)."""
+  for testing, as links under `out`), else made once into `out` from a WorldStrat root's benchmark chips (see
+  make_worldstrat_pairs) or from `data`'s photos (see make_pairs)."""
   data = Path(data)
   if not data.is_dir():
     raise SuperTinyError(f"{data}: no such folder (pass --data: a folder of photos, or of LR/HR pairs)")
   found = find_pairs(data)
-  if found is not None:
+  if (data / "hr_dataset").is_dir() and (data / "lr_dataset").is_dir():  # a WorldStrat root: its benchmark chips
+    if not (out / "test" / "HR").is_dir():
+      make_worldstrat_pairs(data, out, scale)
+    train_lr, train_hr = out / "train" / "LR", out / "train" / "HR"
+    test = (out / "test" / "LR", out / "test" / "HR")
+    source = (f"{len(list_images(train_hr))} + {len(list_images(test[1]))} WorldStrat benchmark chips from {data} "
+              f"(first revisit, true colour; LR 50x50, SPOT resized to x{scale}; test = the val and test AOIs)")
+  elif found is not None:
     (train_lr, train_hr), test = found
     source = f"the pairs in {data}"
     if test is None:

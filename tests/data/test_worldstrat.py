@@ -226,3 +226,20 @@ def test_eval_scores_the_benchmark_chips(root, capsys):
   assert scores["images"] == 9 * len(AOIS)  # every AOI on disk (MISSING is only in the CSV)
   assert np.mean([s["psnr"] for s in scores["per_image"].values()]) == pytest.approx(scores["psnr"])
   assert 20 < scores["psnr"] < 60
+
+
+def test_the_paper_study_takes_a_worldstrat_root_as_chips(root, tmp_path):
+  """`supertiny paper --data ROOT`: the benchmark chips as pairs (LR 50x50, SPOT resized to x4), the train AOIs'
+  chips for training and the val and test AOIs' for testing, as 8-bit PNGs the study reads like photos."""
+  from supertiny.data.images import read_image
+  from supertiny.data.paired_set import paired_set
+
+  with warnings.catch_warnings():
+    warnings.simplefilter("ignore")  # the AOI missing on disk
+    pairs = paired_set(root, tmp_path / "data", scale=4)
+  splits = {name: split for name, (split, _, _) in AOIS.items()}
+  assert len(pairs.names("train")) == 9 * sum(s == "train" for s in splits.values())
+  assert len(pairs.names("test")) == 9 * sum(s in ("val", "test") for s in splits.values())
+  assert pairs.lr_size == (50, 50) and "WorldStrat benchmark chips" in pairs.source
+  name = pairs.names("test")[0]
+  assert read_image(pairs.test_hr / f"{name}.png").shape == (200, 200, 3)
