@@ -47,9 +47,9 @@ def _channels(text: str) -> int:
     raise argparse.ArgumentTypeError(f"expected y, rgb or a channel count, got {text!r}") from None
 
 
-def _outputs(inputs: list[str], out: str) -> list[tuple[Path, Path]]:
+def _outputs(inputs: list[str], out: str, on_dask: bool = False) -> list[tuple[Path, Path]]:
   """(source, target) pairs: files and the images of folders; OUT is a file for a single input file whose name has
-  an image suffix, else a folder where each output keeps its input's name."""
+  an image suffix (or, on Dask, a Zarr store: `.zarr`), else a folder where each output keeps its input's name."""
   from .data.images import IMAGE_SUFFIXES, WRITABLE_SUFFIXES, list_images
   from .data.raster import JPEG2000_SUFFIXES
 
@@ -59,6 +59,10 @@ def _outputs(inputs: list[str], out: str) -> list[tuple[Path, Path]]:
     sources.extend(list_images(given) if given.is_dir() else [given])
   single = len(inputs) == 1 and not Path(inputs[0]).is_dir()
   if single and target.suffix.lower() in IMAGE_SUFFIXES:
+    return [(sources[0], target)]
+  if single and target.suffix.lower() == ".zarr":
+    if not on_dask:
+      raise SuperTinyError(f"{target}: Zarr stores are written on Dask: add --dask (or --scheduler ADDRESS)")
     return [(sources[0], target)]
   if target.suffix and not target.is_dir():  # a file name where a folder is needed, or an unknown format
     if single:
@@ -227,7 +231,7 @@ def cmd_upscale(args: argparse.Namespace) -> int:
   from .upscaling import upscale_source
 
   model = load_model(args.model, args.scale, args.channels, args.weights, args.random_init)
-  pairs = _outputs(args.inputs, args.output)
+  pairs = _outputs(args.inputs, args.output, on_dask=bool(args.dask or args.scheduler))
   if args.skip_existing:  # outputs are written whole or not at all, so one that exists is complete
     done = [p for p in pairs if p[1].exists()]
     if done:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import os
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -328,6 +329,10 @@ def upscale_file_chunked(source: Path, target: Path, ref: ModelRef, client: Any,
       chunk = aligned(chunk, tile - 2 * context)
   data = _open_lazily(source, chunk)
   chosen = _radiometry_of(data, radiometry, source)
+  if target.suffix.lower() == ZARR_SUFFIX:
+    result = upscale_dataarray(data, ref.name, ref.scale, ref.channels, ref.weights, chosen, tile=tile, cores=cores,
+                               random_init=ref.random_init)
+    return write_zarr(result, target, client, progress)
   nodata = data.rio.nodata if hasattr(data, "rio") else None
   pixels = data.transpose("y", "x", "band").data
   out = upscale_array(pixels, ref.name, ref.scale, ref.channels, ref.weights, chosen, nodata, tile=tile,
@@ -357,6 +362,57 @@ def upscale_file_chunked(source: Path, target: Path, ref: ModelRef, client: Any,
       if progress is not None:
         progress(done, total)
   return (height, width, bands), out.dtype.name
+
+
+ZARR_SUFFIX = ".zarr"
+
+
+def _store_block(block: np.ndarray, path: str, block_info: dict | None = None) -> np.ndarray:
+  """Write one (y, x, band) block into the (band, y, x) Zarr array at `path`, where dask placed it; returns a
+  1x1x1 token, so only the news that it is written travels back."""
+  import zarr
+
+  (y0, y1), (x0, x1), (b0, b1) = block_info[0]["array-location"]
+  zarr.open_array(path, mode="r+")[b0:b1, y0:y1, x0:x1] = np.moveaxis(block, -1, 0)
+  return np.zeros((1, 1, 1), np.uint8)
+
+
+def write_zarr(result: Any, target: Path, client: Any, progress: Callable[[int, int], None] | None = None
+               ) -> tuple[tuple[int, ...], str]:
+  """A lazy (band, y, x) DataArray into a Zarr store at `target` as a dataset variable `data`, with its coordinates
+  and rioxarray CRS (read it back with `xarray.open_zarr(target, decode_coords="all")`). The metadata and
+  coordinates are written here; each chunk is computed and written by the worker that holds it, so no pixels pass
+  through this process, with a bounded number of chunks in flight (stream_blocks). The store is made beside
+  `target` and renamed into place when complete, so `target` only ever holds a whole result. Returns
+  ((height, width, bands), dtype) of the output."""
+  import shutil
+
+  partial = target.with_name(f".{target.name}.partial")
+  shutil.rmtree(partial, ignore_errors=True)
+  target.parent.mkdir(parents=True, exist_ok=True)
+  result = result.copy()
+  for name, identity in (("scale_factor", 1.0), ("add_offset", 0.0)):  # rioxarray's defaults: kept, readers would
+    if float(result.attrs.get(name, identity)) == identity:            # decode the integers into floats
+      result.attrs.pop(name, None)
+  try:
+    with warnings.catch_warnings():  # zarr 3 calls consolidated metadata an extension; readers open faster with it
+      warnings.filterwarnings("ignore", message="Consolidated metadata")
+      result.to_dataset(name="data").to_zarr(partial, mode="w", compute=False, consolidated=True)
+    pixels = result.data.transpose(1, 2, 0)
+    tokens = pixels.map_blocks(_store_block, path=str(partial / "data"), dtype=np.uint8,
+                               chunks=tuple((1,) * len(c) for c in pixels.chunks))
+    total = pixels.numblocks[0] * pixels.numblocks[1]
+    for done, _ in enumerate(stream_blocks(client, tokens), start=1):
+      if progress is not None:
+        progress(done, total)
+    if target.exists():  # --overwrite: the old store goes only once the new one is whole
+      shutil.rmtree(target)
+    partial.rename(target)
+  except BaseException:
+    shutil.rmtree(partial, ignore_errors=True)
+    raise
+  bands, height, width = (result.sizes.get("band", 1), result.sizes["y"], result.sizes["x"])
+  return (height, width, bands), result.dtype.name
 
 
 @contextmanager

@@ -112,6 +112,31 @@ def test_cli_on_a_local_cluster_equals_the_single_process_result(tmp_path, capsy
   assert "already exists" in capsys.readouterr().err
 
 
+def test_cli_writes_a_zarr_store_on_the_workers(tmp_path, capsys):
+  """`upscale --dask scene.tif -o scene.zarr`: the workers write the chunks; the store holds the single-process
+  pixels in the input's dtype, with the CRS and the x and y coordinates of the new grid (read back by xarray and
+  rioxarray); it is refused without Dask, and --skip-existing leaves a finished store alone."""
+  xr = pytest.importorskip("xarray")
+  pytest.importorskip("zarr")
+  write_geotiff(tmp_path / "scene.tif", texture(420, 380, 1, np.uint16, seed=4))
+  assert main(["upscale", "--model", MODEL, str(tmp_path / "scene.tif"), "-o", str(tmp_path / "one.tif")]) == 0
+  store = tmp_path / "scene.zarr"
+  assert main(["upscale", "--model", MODEL, str(tmp_path / "scene.tif"), "-o", str(store)]) == 1
+  assert "Zarr stores are written on Dask" in capsys.readouterr().err
+  assert main(["upscale", "--dask", "--chunk", "200", "--tile", "64", "--model", MODEL, str(tmp_path / "scene.tif"),
+               "-o", str(store)]) == 0
+  data = xr.open_zarr(store, decode_coords="all")["data"]
+  with rasterio.open(tmp_path / "one.tif") as one:
+    assert data.dtype == np.uint16 and data.shape == (1, 840, 760)
+    assert data.encoding["chunks"][1] < 840 and data.encoding["chunks"][2] < 760  # several chunks, several writers
+    np.testing.assert_array_equal(data.values, one.read())
+    assert data.rio.crs == one.crs and data.rio.transform() == one.transform
+  assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+  assert main(["upscale", "--dask", "--skip-existing", "--model", MODEL, str(tmp_path / "scene.tif"), "-o",
+               str(store)]) == 0
+  assert "skipping 1 output(s)" in capsys.readouterr().err
+
+
 @pytest.mark.slow
 def test_a_worker_killed_during_a_run_does_not_lose_the_result(tmp_path):
   """One of the two workers is killed while chunks are in flight: Dask runs its chunks again elsewhere and the
