@@ -11,6 +11,7 @@ the model's reach (tiling is exact, so that is the single-process result there).
 
   .venv/bin/python benchmarks/dask_scale.py --sizes 5000            # quick: one size
   .venv/bin/python benchmarks/dask_scale.py --sizes 5000,20000 --json
+  .venv/bin/python benchmarks/dask_scale.py --sizes 5000 --format zarr   # the workers write the chunks
 """
 
 from __future__ import annotations
@@ -89,6 +90,17 @@ print("RESULT", code, seconds, max(peaks.values()), usage.ru_maxrss / 1024, stea
           "client_cpu_s": float(client_cpu)}
 
 
+def read_window(target: Path, opened, y: int, x: int, size: int) -> np.ndarray:
+  """size x size output pixels at (y, x): from the GeoTIFF by a window, or from the Zarr store's `data`."""
+  if opened is not None:
+    from rasterio.windows import Window
+
+    return opened.read(1, window=Window(x, y, size, size))
+  import zarr
+
+  return zarr.open_group(str(target), mode="r")["data"][0, y: y + size, x: x + size]
+
+
 def check_windows(source: Path, target: Path, count: int = 5, size: int = 300) -> int:
   """Windows of the output (corners and random ones) against supertiny.upscale of the same window with a margin;
   returns how many were checked (raises on a difference)."""
@@ -102,7 +114,8 @@ def check_windows(source: Path, target: Path, count: int = 5, size: int = 300) -
   model = load_model(MODEL)
   margin = 2 * reach(model, 1, False) + 8
   s = model.scale
-  with rasterio.open(source) as src, rasterio.open(target) as out:
+  out = None if target.suffix == ".zarr" else rasterio.open(target)
+  with rasterio.open(source) as src:
     side = src.width
     rng = np.random.default_rng(1)
     corners = [(0, 0), (0, side - size), (side - size, 0), (side - size, side - size)]
@@ -113,7 +126,7 @@ def check_windows(source: Path, target: Path, count: int = 5, size: int = 300) -
       piece = src.read(1, window=Window(x0, y0, x1 - x0, y1 - y0))
       whole = supertiny.upscale(piece, model=model)
       expected = whole[(y - y0) * s:(y - y0 + size) * s, (x - x0) * s:(x - x0 + size) * s]
-      got = out.read(1, window=Window(x * s, y * s, size * s, size * s))
+      got = read_window(target, out, y * s, x * s, size * s)
       if not np.array_equal(got, expected):
         raise SystemExit(f"window at ({y}, {x}) differs from the single-process result")
   return len(spots)
@@ -124,12 +137,14 @@ def main() -> None:
   parser.add_argument("--sizes", default="5000", help="comma-separated raster sides [5000]")
   parser.add_argument("--workers", default="1,2", help="comma-separated worker counts [1,2]")
   parser.add_argument("--chunk", type=int, default=1024, help="--chunk of upscale --dask [1024]")
+  parser.add_argument("--format", choices=("tif", "zarr"), default="tif",
+                      help="output: a GeoTIFF written by the command, or a Zarr store written by the workers [tif]")
   parser.add_argument("--json", action="store_true")
   args = parser.parse_args()
   rows = []
   with tempfile.TemporaryDirectory(prefix="supertiny-dask-") as tmp:
     for side in map(int, args.sizes.split(",")):
-      source, target = Path(tmp) / f"in_{side}.tif", Path(tmp) / f"out_{side}.tif"
+      source, target = Path(tmp) / f"in_{side}.tif", Path(tmp) / f"out_{side}.{args.format}"
       began = time.perf_counter()
       write_texture(source, side)
       print(f"{side}x{side}: input written in {time.perf_counter() - began:.1f} s", file=sys.stderr)
