@@ -22,6 +22,7 @@ from supertiny.checkpoint import read_checkpoint  # noqa: E402
 from supertiny.pretrained import WEIGHTS  # noqa: E402
 
 SETS = [ROOT / "tests" / "assets" / "Set5", ROOT / "tests" / "assets" / "Set14"]
+RUNS = ROOT / "training"  # resumable runs committed between sessions (docs/training.md, "Runs under way")
 # Published Set5 / Set14 Y PSNR of the same architectures (../shared/REFERENCE.md, from the papers)
 # (no ESPCN row at x2, nor from 91 images at x4: the 91-image SRCNN 9-1-5 row is the floor issue #10 sets there)
 PUBLISHED = {
@@ -45,6 +46,28 @@ def evaluate(model: str, scale: int) -> dict[str, dict[str, float]]:
   done = subprocess.run([sys.executable, "-m", "supertiny", "eval", "--model", model, "--scale", str(scale),
                          "--json", *map(str, SETS)], capture_output=True, text=True, check=True, cwd=ROOT)
   return {name: {"psnr": d["psnr"], "ssim": d["ssim"]} for name, d in json.loads(done.stdout)["datasets"].items()}
+
+
+def runs_under_way() -> list[str]:
+  """A row for every unfinished run in training/: its step, wall time and best validation so far, Set5/Set14 of
+  its best checkpoint, and the wall time the rest would take at its pace so far."""
+  rows = []
+  for last in sorted(RUNS.glob("**/last.safetensors")):
+    meta, _ = read_checkpoint(last)
+    config, step = meta.get("config", {}), int(meta["step"])
+    total = int(config.get("steps", step))
+    best_file = last.with_name("best.safetensors")
+    if step >= total or not best_file.is_file() or not (meta.get("best") or {}).get("step"):
+      continue  # finished, or not yet validated (the paper study's runs are scored by `supertiny paper`)
+    scale, seconds = int(meta["scale"]), float(meta.get("seconds", 0.0))
+    measured = evaluate(str(best_file.relative_to(ROOT)), scale)
+    best = meta["best"]
+    rest = (total - step) * seconds / max(step, 1) / 3600
+    rows.append(f"| `{last.parent.relative_to(ROOT)}` | {meta['model']} x{scale} | {step:,} of {total:,} | "
+                f"{seconds / 3600:.1f} h | {best['psnr']:.3f} dB at {int(best['step']):,} | "
+                f"{measured['Set5']['psnr']:.2f} / {measured['Set14']['psnr']:.2f} | "
+                f"{PUBLISHED.get((meta['model'], scale), '-')} | {rest:.1f} h |")
+  return rows
 
 
 def main() -> None:
@@ -76,7 +99,13 @@ def main() -> None:
          "|---|---|---|---|---|---|---|", *rows, "",
          f"Every file the package ships in supertiny/weights/ (these and the satellite models in its subfolders): "
          f"{sum(f.stat().st_size for f in WEIGHTS.rglob('*') if f.is_file()) / 1024:.0f} kB. The whole wheel "
-         "(`.venv/bin/pip wheel --no-deps -w dist .`) is about 1 MB.", ""]
+         "(`.venv/bin/pip wheel --no-deps -w dist .`) is about 1 MB.", "",
+         "## Runs under way", "",
+         "Unfinished runs committed in training/ (resumed with `--resume`, docs/training.md), scored on their best "
+         "checkpoint so far (chosen on validation: the last 10 of BSDS200). Wall time is this CPU's (2 cores), "
+         "often shared with other runs; the rest is estimated at the run's own pace so far.", "",
+         "| run | model | step | wall time | best validation | Set5 / Set14 of best | published | rest, est. |",
+         "|---|---|---|---|---|---|---|---|", *runs_under_way(), ""]
   (ROOT / "docs" / "results.md").write_text("\n".join(doc))
   print("\n".join(rows))
 
