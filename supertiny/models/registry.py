@@ -52,11 +52,12 @@ def register(name: str, summary: str, scales: tuple[int, ...] | None = None, lea
 
 
 def create_model(name: str, scale: int = 4, channels: int | None = 3, bicubic_residual: bool = False,
-                 revisits: int = 1, **options: Any) -> SRModel:
+                 revisits: int | None = None, **options: Any) -> SRModel:
   """Build the registered model `name` for `scale` and `channels` (1 = Y, 3 = RGB, N = N bands);
   `bicubic_residual` adds the bicubic image to a learned model's output (models.base.BicubicResidual), for models
   without a residual of their own; `revisits` k > 1 makes a single-image model take k co-registered revisits
-  stacked as input channels (models.base.StackedRevisits; multi-frame models such as fusion take it themselves)."""
+  stacked as input channels (models.base.StackedRevisits; multi-frame models such as fusion take it themselves, and
+  None leaves them their default)."""
   if name not in MODELS:
     raise SuperTinyError(f"unknown model {name!r}; available: {', '.join(sorted(MODELS))}")
   spec = MODELS[name]
@@ -67,11 +68,14 @@ def create_model(name: str, scale: int = 4, channels: int | None = 3, bicubic_re
   if channels is not None and (isinstance(channels, bool) or not isinstance(channels, int) or channels < 1):
     raise SuperTinyError(f"channels must be a positive integer (1 = Y, 3 = RGB), got {channels!r}")
   own_revisits = "revisits" in inspect.signature(spec.build).parameters
-  if isinstance(revisits, bool) or not isinstance(revisits, int) or revisits < 1:
+  if revisits is not None and (isinstance(revisits, bool) or not isinstance(revisits, int) or revisits < 1):
     raise SuperTinyError(f"revisits must be a positive integer, got {revisits!r}")
   if own_revisits:
-    options["revisits"] = revisits
-  elif revisits > 1 and (not spec.learned or channels is None):
+    if revisits is not None:
+      options["revisits"] = revisits
+    revisits = 1  # the model stacks them itself
+  revisits = revisits or 1
+  if revisits > 1 and (not spec.learned or channels is None):
     raise SuperTinyError(f"model {name!r} cannot take {revisits} revisits: "
                          + ("it learns nothing; give it the clearest revisit" if not spec.learned
                             else "give it a channel count"))
