@@ -98,7 +98,7 @@ def evaluate_folder(model: SRModel, folder: str | Path, scale: int, lr_folder: s
 
 def evaluate_worldstrat(model: SRModel, root: str | Path, split: str = "test", window: str = "symmetric",
                         progress: Callable[[str], None] | None = None, protocol: str = "aoi") -> DatasetScore:
-  """Score a single-image `model` on a WorldStrat split (supertiny.data.worldstrat) by cPSNR/cSSIM against the SPOT
+  """Score `model` on a WorldStrat split (supertiny.data.worldstrat) by cPSNR/cSSIM against the SPOT
   R, G, B (over 10000), with the brightness and shift correction that also absorbs the two sensors' calibration
   offsets. `protocol` "aoi": each AOI's clearest L2A revisit in true colour (B04, B03, B02 reflectance) upscaled by
   the model's integer scale and resampled to the HR grid with MATLAB bicubic (WorldStrat's ratio is not an
