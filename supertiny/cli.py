@@ -166,7 +166,7 @@ def _upscale_jobs(args: argparse.Namespace, model, pairs: list[tuple[Path, Path]
   """(source, target, outcome) per file, from args.jobs worker processes, each with its own copy of the model and
   an equal share of the cores (within a file, tiles run on that many cores at once)."""
   import multiprocessing
-  from concurrent.futures import ProcessPoolExecutor
+  from concurrent.futures import ProcessPoolExecutor, wait
   from concurrent.futures.process import BrokenProcessPool
 
   from .data.images import remove_partial_outputs
@@ -186,14 +186,10 @@ def _upscale_jobs(args: argparse.Namespace, model, pairs: list[tuple[Path, Path]
                                   args.radiometry)) for s, t in pairs]
     for source, target, future in futures:
       try:
-        while True:
+        while not wait([future], timeout=0.1).done:
           if interrupted:
             raise KeyboardInterrupt
-          try:
-            outcome = future.result(timeout=0.1)
-            break
-          except TimeoutError:
-            continue
+        outcome = future.result()
       except BrokenProcessPool as exc:
         raise SuperTinyError(f"{source}: a worker process died ({exc}); out of memory? try fewer --jobs") from None
       yield source, target, outcome
