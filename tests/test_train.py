@@ -15,7 +15,7 @@ from supertiny.checkpoint import model_from_checkpoint, read_checkpoint
 from supertiny.cli import main
 from supertiny.data.images import read_image
 from supertiny.errors import SuperTinyError
-from supertiny.train import TrainConfig, learning_rate, resolve_devices, train
+from supertiny.train import TrainConfig, learning_rate, load_config, resolve_devices, train
 
 
 def test_learning_rate_schedules():
@@ -28,6 +28,13 @@ def test_learning_rate_schedules():
   assert learning_rate(cosine, 0) == pytest.approx(1e-3)
   assert learning_rate(cosine, 50) == pytest.approx(1e-5 + 0.5 * (1e-3 - 1e-5))
   assert learning_rate(cosine, 100) == pytest.approx(1e-5)
+
+
+@pytest.mark.parametrize("recipe", sorted(Path(__file__).resolve().parents[1].glob("configs/*.toml")),
+                         ids=lambda p: p.stem)
+def test_every_recipe_is_a_valid_config(recipe):
+  config = TrainConfig.from_dict(load_config(recipe), recipe.name)
+  assert config.val_last > 0 and "Set5" not in str(config.val) and "Set14" not in str(config.val)
 
 
 def test_config_errors_are_one_line():
