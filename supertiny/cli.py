@@ -868,7 +868,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="each date, as a revisit, moves by a random offset of up to PX HR pixels per axis before it "
                         "is degraded, as real revisits do [1.0]")
   tsp.add_argument("--stacked", metavar="MODEL",
-                   help="also train this zoo model on the revisits stacked as input channels (revisits=k), e.g. espcn")
+                   help="also train this zoo model on the clearest revisit and on the revisits stacked as input "
+                        "channels (revisits=k), e.g. espcn")
   tsp.add_argument("--figure", metavar="PNG", help="draw the first held-back target: revisits, predictions, truth")
   tsp.add_argument("--json", action="store_true", help="print one JSON document (with per-date scores)")
   tsp.set_defaults(run=cmd_timeseries)

@@ -17,8 +17,10 @@ import datetime
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+from tinygrad import Tensor
 
 from .data.landsat import TimeSeries
 from .errors import SuperTinyError
@@ -123,18 +125,25 @@ def study(series: TimeSeries, scale: int = 2, revisits: int = 4, steps: int = 30
           seed: int = 0, misregistration: float = 1.0, stacked: str | None = None, figure: str | Path | None = None,
           progress: Callable[[str, int, float], None] | None = None) -> dict:
   """Train the fusion model on one revisit (the clearest: single-image SR) and on `revisits`, and score them and
-  bicubic on the held-back targets. `stacked`: also a zoo model given the revisits stacked as input channels
-  (`create_model(stacked, revisits=k)`), trained the same way. `figure`: a PNG of the first held-back target's
-  revisits, every method's prediction and the truth (draw_figure)."""
+  bicubic on the held-back targets. `stacked`: also a zoo model given the clearest revisit alone and given the
+  revisits stacked as input channels (`create_model(stacked, revisits=k)`), both trained the same way. `figure`: a
+  PNG of the first held-back target's revisits, every method's prediction and the truth (draw_figure)."""
   train, test = build_samples(series, scale, revisits, test_every, misregistration=misregistration)
   bands = train[0].hr.shape[0]
   targets = np.stack([np.concatenate([s.hr, s.hr_clear[None].astype(np.float32)]) for s in train])
-  single = create_model("fusion", scale=scale, channels=bands, revisits=1)
-  fusion = create_model("fusion", scale=scale, channels=bands, revisits=revisits)
+
+  def seeded(name: str, **options) -> Any:
+    Tensor.manual_seed(seed)  # each model's initial weights from the seed alone, not from what was built before
+    return create_model(name, scale=scale, channels=bands, **options)
+
+  single = seeded("fusion", revisits=1)
+  fusion = seeded("fusion", revisits=revisits)
   runs = [("single", single, np.stack([s.single_input(with_mask=True) for s in train])),
           ("fusion", fusion, np.stack([s.fusion_input() for s in train]))]
   if stacked is not None:
-    runs.append((stacked, create_model(stacked, scale=scale, channels=bands, revisits=revisits),
+    runs.append((f"{stacked} single", seeded(stacked),
+                 np.stack([s.single_input() for s in train])))
+    runs.append((f"{stacked} stacked", seeded(stacked, revisits=revisits),
                  np.stack([s.stacked_input() for s in train])))
   losses = {}
   for name, model, inputs in runs:
@@ -146,7 +155,8 @@ def study(series: TimeSeries, scale: int = 2, revisits: int = 4, steps: int = 30
     f"fusion ({revisits} revisits)": lambda s: forward_batch(fusion, s.fusion_input()[None])[0],
   }
   if stacked is not None:
-    stack_model = runs[2][1]
+    alone, stack_model = runs[2][1], runs[3][1]
+    methods[f"{stacked} (clearest revisit)"] = lambda s: forward_batch(alone, s.single_input()[None])[0]
     methods[f"{stacked} ({revisits} revisits stacked)"] = \
         lambda s: forward_batch(stack_model, s.stacked_input()[None])[0]
   if figure is not None:
