@@ -397,8 +397,14 @@ def write_zarr(result: Any, target: Path, client: Any, progress: Callable[[int, 
   try:
     with warnings.catch_warnings():  # zarr 3 calls consolidated metadata an extension; readers open faster with it
       warnings.filterwarnings("ignore", message="Consolidated metadata")
-      result.to_dataset(name="data").to_zarr(partial, mode="w", compute=False, consolidated=True)
+      # the metadata only (nothing is computed): Zarr wants regular chunks, and the last chunk of a row may be larger
+      # (dask_chunks merges a thin remainder into it); each Zarr chunk is still written by one block, as block
+      # edges fall on multiples of the first chunk
+      regular = result.chunk({dim: size[0] for dim, size in zip(result.dims, result.chunks, strict=True)})
+      regular.to_dataset(name="data").to_zarr(partial, mode="w", compute=False, consolidated=True)
     pixels = result.data.transpose(1, 2, 0)
+    if any(np.cumsum(c[:-1]).tolist() != [c[0] * (i + 1) for i in range(len(c) - 1)] for c in pixels.chunks[:2]):
+      pixels = pixels.rechunk({0: pixels.chunks[0][0], 1: pixels.chunks[1][0]})  # one writer per Zarr chunk
     tokens = pixels.map_blocks(_store_block, path=str(partial / "data"), dtype=np.uint8,
                                chunks=tuple((1,) * len(c) for c in pixels.chunks))
     total = pixels.numblocks[0] * pixels.numblocks[1]
