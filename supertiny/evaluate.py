@@ -125,7 +125,7 @@ def evaluate_worldstrat(model: SRModel, root: str | Path, split: str = "test", w
     for name, views, clear, hr_bands in parts:
       hr = np.moveaxis(hr_bands, 0, -1)
       if k > 1 or masks:  # a revisit stack is not an image: the model sees it whole
-        stack = np.moveaxis(revisit_stack(np.clip(views, 0.0, 1.0), clear, masks), -1, 0)
+        stack = revisit_stack(np.clip(views, 0.0, 1.0), clear, masks)
         sr = np.moveaxis(forward_batch(model, stack[None].astype(np.float32))[0], 0, -1)
       else:
         lr = np.moveaxis(views[0], 0, -1)

@@ -23,6 +23,7 @@ import numpy as np
 from tinygrad import Tensor
 
 from .data.landsat import TimeSeries
+from .data.worldstrat import revisit_stack
 from .errors import SuperTinyError
 from .metrics import corrected_metrics
 from .models import create_model
@@ -45,24 +46,23 @@ class RevisitSample:
   revisit_dates: list[datetime.date]
   clearest: int
 
+  def _clearest_first(self) -> list[int]:
+    return [self.clearest, *(i for i in range(len(self.lr)) if i != self.clearest)]
+
   def fusion_input(self) -> np.ndarray:
     """k(C+1) x h x w: each revisit's bands, then its clear mask, the clearest revisit first (the fusion model's
     input and reference)."""
-    k, c, h, w = self.lr.shape
-    order = [self.clearest, *(i for i in range(k) if i != self.clearest)]
-    stacked = np.concatenate([self.lr[order], self.lr_clear[order, None].astype(np.float32)], axis=1)
-    return stacked.reshape(k * (c + 1), h, w)
+    order = self._clearest_first()
+    return revisit_stack(self.lr[order], self.lr_clear[order], masks=True)
 
   def stacked_input(self) -> np.ndarray:
     """kC x h x w: the revisits' bands stacked as channels, the clearest first (a zoo model with `revisits=k`)."""
-    k, c, h, w = self.lr.shape
-    return self.lr[[self.clearest, *(i for i in range(k) if i != self.clearest)]].reshape(k * c, h, w)
+    order = self._clearest_first()
+    return revisit_stack(self.lr[order], self.lr_clear[order], masks=False)
 
   def single_input(self, with_mask: bool = False) -> np.ndarray:
     """C x h x w: the clearest revisit (with its clear mask after the bands: C+1 channels)."""
-    if not with_mask:
-      return self.lr[self.clearest]
-    return np.concatenate([self.lr[self.clearest], self.lr_clear[self.clearest][None].astype(np.float32)])
+    return revisit_stack(self.lr[[self.clearest]], self.lr_clear[[self.clearest]], masks=with_mask)
 
 
 def degrade(reflectance: np.ndarray, clear: np.ndarray, scale: int,
@@ -141,10 +141,9 @@ def study(series: TimeSeries, scale: int = 2, revisits: int = 4, steps: int = 30
   runs = [("single", single, np.stack([s.single_input(with_mask=True) for s in train])),
           ("fusion", fusion, np.stack([s.fusion_input() for s in train]))]
   if stacked is not None:
-    runs.append((f"{stacked} single", seeded(stacked),
-                 np.stack([s.single_input() for s in train])))
-    runs.append((f"{stacked} stacked", seeded(stacked, revisits=revisits),
-                 np.stack([s.stacked_input() for s in train])))
+    alone, stack_model = seeded(stacked), seeded(stacked, revisits=revisits)
+    runs += [(f"{stacked} single", alone, np.stack([s.single_input() for s in train])),
+             (f"{stacked} stacked", stack_model, np.stack([s.stacked_input() for s in train]))]
   losses = {}
   for name, model, inputs in runs:
     report = None if progress is None else (lambda i, loss, name=name: progress(name, i, loss))
@@ -155,7 +154,6 @@ def study(series: TimeSeries, scale: int = 2, revisits: int = 4, steps: int = 30
     f"fusion ({revisits} revisits)": lambda s: forward_batch(fusion, s.fusion_input()[None])[0],
   }
   if stacked is not None:
-    alone, stack_model = runs[2][1], runs[3][1]
     methods[f"{stacked} (clearest revisit)"] = lambda s: forward_batch(alone, s.single_input()[None])[0]
     methods[f"{stacked} ({revisits} revisits stacked)"] = \
         lambda s: forward_batch(stack_model, s.stacked_input()[None])[0]

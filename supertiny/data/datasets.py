@@ -50,7 +50,7 @@ def load_hr_folders(folders: Sequence[str | Path], scale: int, channels: int, ca
   """Every image of the folders (but those in `exclude`, resolved paths), modcropped and degraded with MATLAB
   bicubic: computed once per run, or once per image and scale with a `cache` folder (data.cache). `rescale`: each
   image also made this many times its size first (MATLAB bicubic, rounded), one more pair per factor (1 = as is)."""
-  factors = list(dict.fromkeys([1.0, *rescale])) if rescale else [1.0]
+  factors = list(dict.fromkeys([1.0, *rescale]))
   return [_load(path, scale, channels, cache=cache, rescale=factor) for folder in folders
           for path in list_images(folder) if path.resolve() not in exclude for factor in factors]
 

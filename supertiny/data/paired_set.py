@@ -13,7 +13,7 @@ import numpy as np
 
 from ..errors import SuperTinyError
 from ..ops import imresize
-from .images import list_images, read_image, write_image
+from .images import from_float, list_images, read_image, write_image
 from .pairs import colour_only, degrade, match_lr_files
 
 LR_NAMES = ("LR", "lr", "low_res", "low")  # the paper set's Kaggle copy names them low_res / high_res
@@ -144,7 +144,7 @@ def make_worldstrat_pairs(root: Path, out: Path, scale: int) -> int:
         name = chip.name.replace("/", "_").replace(" ", "_")
         for kind, image in (("LR", lr), ("HR", hr)):
           (partial / side / kind).mkdir(parents=True, exist_ok=True)
-          write_image(partial / side / kind / f"{name}.png", np.round(np.clip(image, 0, 1) * 255).astype(np.uint8))
+          write_image(partial / side / kind / f"{name}.png", from_float(image, np.uint8))
         count += 1
   if not (partial / "train").is_dir() or not (partial / "test").is_dir():
     shutil.rmtree(partial, ignore_errors=True)

@@ -273,11 +273,11 @@ def benchmark_chips(sample: Sample) -> list[Chip]:
 
 
 def revisit_stack(lr: np.ndarray, clear: np.ndarray, masks: bool) -> np.ndarray:
-  """k x C x h x w revisits (and k x h x w clear masks) as one input: h x w x kC, or kC + k with `masks` (each
-  revisit's bands, then its clear mask: the fusion model's input), in the sample's order (the clearest first)."""
+  """k x C x h x w revisits (and k x h x w clear masks) as one input, in their order: kC x h x w, or k(C + 1) with
+  `masks` (each revisit's bands, then its clear mask: the fusion model's input)."""
   parts = [np.concatenate([bands, mask[None].astype(np.float32)]) if masks else bands
            for bands, mask in zip(lr, clear, strict=True)]
-  return np.moveaxis(np.concatenate(parts), 0, -1)
+  return np.concatenate(parts)
 
 
 def _y(image: np.ndarray) -> np.ndarray:
@@ -296,7 +296,7 @@ def training_pairs(root: str | Path, scale: int, channels: int, split: str = "tr
     views = np.clip(sample.lr.astype(np.float64), 0.0, 1.0)  # k x 3 x h x w
     if channels == 1:
       views = np.stack([np.moveaxis(_y(np.moveaxis(v, 0, -1)), -1, 0) for v in views])
-    lr = revisit_stack(views, sample.clear, masks)
+    lr = np.moveaxis(revisit_stack(views, sample.clear, masks), 0, -1)
     size = (lr.shape[0] * scale, lr.shape[1] * scale)
     hr = np.clip(imresize(np.moveaxis(sample.hr, 0, -1).astype(np.float64), size=size), 0.0, 1.0)
     if channels == 1:

@@ -70,13 +70,11 @@ def create_model(name: str, scale: int = 4, channels: int | None = 3, bicubic_re
   own_revisits = "revisits" in inspect.signature(spec.build).parameters
   if revisits is not None and (isinstance(revisits, bool) or not isinstance(revisits, int) or revisits < 1):
     raise SuperTinyError(f"revisits must be a positive integer, got {revisits!r}")
-  if own_revisits:
-    if revisits is not None:
-      options["revisits"] = revisits
-    revisits = 1  # the model stacks them itself
-  revisits = revisits or 1
-  if revisits > 1 and (not spec.learned or channels is None):
-    raise SuperTinyError(f"model {name!r} cannot take {revisits} revisits: "
+  if own_revisits and revisits is not None:
+    options["revisits"] = revisits
+  stacked = 1 if own_revisits else revisits or 1  # for a StackedRevisits front; multi-frame models stack their own
+  if stacked > 1 and (not spec.learned or channels is None):
+    raise SuperTinyError(f"model {name!r} cannot take {stacked} revisits: "
                          + ("it learns nothing; give it the clearest revisit" if not spec.learned
                             else "give it a channel count"))
   model = spec.build(scale=scale, channels=channels, **options)
@@ -85,6 +83,6 @@ def create_model(name: str, scale: int = 4, channels: int | None = 3, bicubic_re
       raise SuperTinyError(f"model {name!r} cannot take a bicubic residual: it "
                            + ("learns nothing" if not spec.learned else "has its own (its `residual` option)"))
     model = BicubicResidual(model)
-  if revisits > 1 and not own_revisits:
-    model = StackedRevisits(model, revisits)
+  if stacked > 1:
+    model = StackedRevisits(model, stacked)
   return model
