@@ -76,8 +76,9 @@ def from_scale_offset(scale: float, offset: float) -> Radiometry | None:
 
 
 _S2_METADATA_FILES = ("MTD_MSIL1C.xml", "MTD_MSIL2A.xml")
-# T33UUU_20170216T102101_B04.jp2 (L1C), T33UUU_..._B04_10m.jp2 (L2A)
-_S2_BAND_FILE = re.compile(r"^T\d{2}[A-Z]{3}_\d{8}T\d{6}_B(?:0[1-9]|1[0-2]|8A)(?:_\d+m)?$", re.IGNORECASE)
+S2_BAND = r"B(?:0[1-9]|1[0-2]|8A)"  # a Sentinel-2 band's name in its file names: B01-B12 and B8A
+# T33UUU_20170216T102101_B04.jp2 (L1C), T33UUU_..._B04_10m.jp2 (L2A): a product's band, with an MTD XML above it
+_S2_PRODUCT_BAND_FILE = re.compile(rf"^T\d{{2}}[A-Z]{{3}}_\d{{8}}T\d{{6}}_{S2_BAND}(?:_\d+m)?$", re.IGNORECASE)
 # LC08_L2SP_035032_20200101_20200823_02_T1_SR_B4.TIF (Collection 2 Level 2), LC08_L1TP_..._T1_B4.TIF (Level 1)
 _LANDSAT_BAND_FILE = re.compile(r"^(L[CEOTM]\d{2}_[A-Z0-9]{4}_\d{6}_\d{8}_\d{8}_\d{2}_[A-Z0-9]{2})_(SR_)?B(\d{1,2})$",
                                 re.IGNORECASE)
@@ -192,7 +193,7 @@ def sidecar_radiometry(source: Path) -> Radiometry | None:
   MTD XML above it; None for other files."""
   if _LANDSAT_BAND_FILE.match(source.stem):
     return landsat_mtl_radiometry(source)
-  if _S2_BAND_FILE.match(source.stem):
+  if _S2_PRODUCT_BAND_FILE.match(source.stem):
     return sentinel2_product_radiometry(source.parent)
   return None
 

@@ -19,7 +19,7 @@ import numpy as np
 
 from ..errors import SuperTinyError, first_line
 from .images import atomic_output
-from .radiometry import RADIOMETRIES, Radiometry, sentinel2_product_radiometry
+from .radiometry import RADIOMETRIES, S2_BAND, Radiometry, sentinel2_product_radiometry
 from .raster import rasterio_module
 
 BANDS = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B10", "B11", "B12")
@@ -30,7 +30,7 @@ BANDS_20M = tuple(b for b in BANDS if RESOLUTION[b] == 20)
 BANDS_60M = tuple(b for b in BANDS if RESOLUTION[b] == 60)
 NODATA = 0
 # T33UUU_20170216T102101_B04.jp2 (L1C), T33UUU_..._B04_10m.jp2 (L2A), B04.tif
-_BAND_FILE = re.compile(r"(?:^|_)(B(?:0[1-9]|1[0-2]|8A))(?:_(\d+)m)?\.(?:jp2|tiff?)$", re.IGNORECASE)
+_BAND_FILE = re.compile(rf"(?:^|_)({S2_BAND})(?:_(\d+)m)?\.(?:jp2|tiff?)$", re.IGNORECASE)
 
 
 @dataclass
