@@ -2,7 +2,8 @@
 revisit is encoded by the same network beside a reference (the first revisit, by convention the clearest: a scene
 changes between dates, so a mean of dates is further from any one of them), the encodings are fused by learned
 per-pixel attention over the revisits that are clear there and set beside the reference's own features, and a pixel
-shuffle decodes them into the residual over the reference's bicubic upscale. With one revisit it is a single-image
+shuffle decodes them into the residual over the bicubic upscale of a composite: the reference where it is clear,
+else the mean of the revisits clear there, else nothing. With one revisit it is a single-image
 model of the same design (the study in supertiny.timeseries compares the two).
 
 Input: N x k(C+1) x H x W, each revisit's C bands followed by its clear mask (1 clear, 0 cloud, shadow or no
@@ -53,4 +54,15 @@ class RevisitFusion(SRNet):
     # the reference's own features beside the pooled ones: what the other revisits add cannot dilute it
     fused = Tensor.cat(per_revisit[:, 0], pooled, dim=1)
     residual = self.decode[1](self.decode[0](fused).relu())
-    return pixel_shuffle(residual, self.scale) + upsample(reference, self.scale)
+    return pixel_shuffle(residual, self.scale) + upsample(composite(bands, clear), self.scale)
+
+
+def composite(bands: Tensor, clear: Tensor) -> Tensor:
+  """N x C x H x W from N x k x C x H x W revisits and their N x k x 1 x H x W clear masks: the first revisit where it
+  is clear, else the mean of the other revisits clear there, else 0. Where no revisit sees the ground the residual
+  is the whole prediction: anchored to a cloud it would first have to undo it."""
+  reference = bands[:, 0]
+  others, others_clear = bands[:, 1:], clear[:, 1:]
+  count = others_clear.sum(1)
+  others_mean = (others * others_clear).sum(1) / count.maximum(1)
+  return (clear[:, 0] > 0.5).where(reference, (count > 0.5).where(others_mean, 0.0))

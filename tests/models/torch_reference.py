@@ -360,7 +360,7 @@ class ConvTransformer(nn.Module):
 class RevisitFusion(nn.Module):
   """Multi-revisit fusion: a shared encoder (conv, residual blocks) over each revisit beside the first, attention
   logits per revisit and pixel (cloudy ones pushed to -1e4), softmax over revisits, the first revisit's features
-  beside the pooled ones, decoder and pixel shuffle onto the first revisit's MATLAB bicubic upscale."""
+  beside the pooled ones, decoder and pixel shuffle onto the MATLAB bicubic upscale of a clear composite."""
 
   def __init__(self, scale: int, channels: int, revisits: int, width: int = 32, blocks: int = 2):
     super().__init__()
@@ -383,7 +383,12 @@ class RevisitFusion(nn.Module):
     per_revisit = features.view(n, k, -1, h, w)
     fused = torch.cat([per_revisit[:, 0], (per_revisit * weights).sum(1)], 1)
     residual = self.decode[1](F.relu(self.decode[0](fused)))
-    return F.pixel_shuffle(residual, self.scale) + matlab_bicubic_up(reference, self.scale)
+    # the base: the first revisit where clear, else the mean of the other clear ones, else 0
+    first_clear, others_clear = clear[:, 0], clear[:, 1:]
+    count = others_clear.sum(1)
+    others_mean = (bands[:, 1:] * others_clear).sum(1) / count.clamp(min=1)
+    base = torch.where(first_clear > 0, reference, torch.where(count > 0, others_mean, torch.zeros_like(reference)))
+    return F.pixel_shuffle(residual, self.scale) + matlab_bicubic_up(base, self.scale)
 
 
 class BandSharpener(nn.Module):
