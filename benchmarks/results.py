@@ -50,21 +50,25 @@ def evaluate(model: str, scale: int) -> dict[str, dict[str, float]]:
 
 def runs_under_way() -> list[str]:
   """A row for every unfinished run in training/: its step, wall time and best validation so far, Set5/Set14 of
-  its best checkpoint, and the wall time the rest would take at its pace so far."""
+  its best checkpoint (of its latest one before any validation), and the wall time the rest would take at its pace
+  so far."""
   rows = []
   for last in sorted(RUNS.glob("**/last.safetensors")):
     meta, _ = read_checkpoint(last)
     config, step = meta.get("config", {}), int(meta["step"])
     total = int(config.get("steps", step))
-    best_file = last.with_name("best.safetensors")
-    if step >= total or not best_file.is_file() or not (meta.get("best") or {}).get("step"):
-      continue  # finished, or not yet validated (the paper study's runs are scored by `supertiny paper`)
+    if step >= total or not config.get("val"):
+      continue  # finished, or never validated (the paper study's runs are scored by `supertiny paper`)
+    best = meta.get("best") or {}
+    validated = bool(best.get("step")) and last.with_name("best.safetensors").is_file()
+    # before its first validation a run is scored on its latest weights: progress, not a choice
+    scored = last.with_name("best.safetensors") if validated else last
     scale, seconds = int(meta["scale"]), float(meta.get("seconds", 0.0))
-    measured = evaluate(str(best_file.relative_to(ROOT)), scale)
-    best = meta["best"]
+    measured = evaluate(str(scored.relative_to(ROOT)), scale)
     rest = (total - step) * seconds / max(step, 1) / 3600
+    validation = f"{best['psnr']:.3f} dB at {int(best['step']):,}" if validated else "none yet (latest scored)"
     rows.append(f"| `{last.parent.relative_to(ROOT)}` | {meta['model']} x{scale} | {step:,} of {total:,} | "
-                f"{seconds / 3600:.1f} h | {best['psnr']:.3f} dB at {int(best['step']):,} | "
+                f"{seconds / 3600:.1f} h | {validation} | "
                 f"{measured['Set5']['psnr']:.2f} / {measured['Set14']['psnr']:.2f} | "
                 f"{PUBLISHED.get((meta['model'], scale), '-')} | {rest:.1f} h |")
   return rows
@@ -102,7 +106,8 @@ def main() -> None:
          "(`.venv/bin/pip wheel --no-deps -w dist .`) is about 1 MB.", "",
          "## Runs under way", "",
          "Unfinished runs committed in training/ (resumed with `--resume`, docs/training.md), scored on their best "
-         "checkpoint so far (chosen on validation: the last 10 of BSDS200). Wall time is this CPU's (2 cores), "
+         "checkpoint so far (chosen on validation: the last 10 of BSDS200), or on their latest before the first "
+         "validation. Wall time is this CPU's (2 cores), "
          "often shared with other runs; the rest is estimated at the run's own pace so far.", "",
          "| run | model | step | wall time | best validation | Set5 / Set14 of best | published | rest, est. |",
          "|---|---|---|---|---|---|---|---|", *runs_under_way(), ""]

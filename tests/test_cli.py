@@ -4,6 +4,7 @@ import json
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,6 +13,7 @@ from supertiny.cli import main
 from supertiny.data.images import read_image, write_image
 from supertiny.evaluate import degrade
 from supertiny.ops import modcrop
+from supertiny.pretrained import default_model
 
 
 def run(capsys, *argv):
@@ -113,9 +115,10 @@ def test_console_script_end_to_end(tmp_path, assets):
   done = subprocess.run([sys.executable, "-m", "supertiny", "demo", "-o", str(tmp_path / "out")],
                         capture_output=True, text=True, cwd=tmp_path)
   assert done.returncode == 0, done.stderr
-  assert "with espcn_x4_y x4" in done.stdout           # the shipped x4 weights are the default
+  default = Path(default_model(4)).stem                # the best shipped x4 weights by validation
+  assert f"with {default} x4" in done.stdout
   psnr = float(done.stdout.split("PSNR ")[1].split()[0])
-  sr = read_image(tmp_path / "out" / "butterfly_x4_espcn_x4_y.png")
+  sr = read_image(tmp_path / "out" / f"butterfly_x4_{default}.png")
   assert sr.shape == (256, 256, 3) and sr.dtype == np.uint8
   assert psnr > bicubic_psnr_of_the_sample(4) + 0.5    # they beat bicubic on the sample (22.93 against 22.10)
 
