@@ -59,10 +59,10 @@ def runs_under_way() -> list[str]:
     total = int(config.get("steps", step))
     if step >= total or not config.get("val"):
       continue  # finished, or never validated (the paper study's runs are scored by `supertiny paper`)
-    best = meta.get("best") or {}
-    validated = bool(best.get("step")) and last.with_name("best.safetensors").is_file()
+    best, best_file = meta.get("best") or {}, last.with_name("best.safetensors")
+    validated = bool(best.get("step")) and best_file.is_file()
     # before its first validation a run is scored on its latest weights: progress, not a choice
-    scored = last.with_name("best.safetensors") if validated else last
+    scored = best_file if validated else last
     scale, seconds = int(meta["scale"]), float(meta.get("seconds", 0.0))
     measured = evaluate(str(scored.relative_to(ROOT)), scale)
     rest = (total - step) * seconds / max(step, 1) / 3600
