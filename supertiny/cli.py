@@ -597,7 +597,7 @@ def cmd_timeseries(args: argparse.Namespace) -> int:
 
   result = study(series, scale=args.scale, revisits=args.revisits, steps=args.steps, test_every=args.test_every,
                  seed=args.seed, misregistration=args.misregistration, stacked=args.stacked, figure=args.figure,
-                 progress=progress)
+                 revisit_dropout=args.revisit_dropout, progress=progress)
   for bar in bars.values():
     bar.close()
   if args.json:
@@ -870,6 +870,9 @@ def build_parser() -> argparse.ArgumentParser:
   tsp.add_argument("--stacked", metavar="MODEL",
                    help="also train this zoo model on the clearest revisit and on the revisits stacked as input "
                         "channels (revisits=k), e.g. espcn")
+  tsp.add_argument("--revisit-dropout", action="store_true",
+                   help="train the fusion model on every target twice: with all its revisits and with the reference "
+                        "alone (an ablation; it did not help on the Landsat series)")
   tsp.add_argument("--figure", metavar="PNG", help="draw the first held-back target: revisits, predictions, truth")
   tsp.add_argument("--json", action="store_true", help="print one JSON document (with per-date scores)")
   tsp.set_defaults(run=cmd_timeseries)

@@ -121,13 +121,25 @@ def score(sr: np.ndarray, sample: RevisitSample) -> tuple[float, float]:
   return corrected.psnr, corrected.ssim
 
 
+def reference_only(fusion_inputs: np.ndarray, bands: int) -> np.ndarray:
+  """The fusion inputs (N x k(C+1) x h x w) with every revisit but the first marked not clear: the network sees
+  the single-image case as a special case of its own input and learns to fall back on the reference."""
+  n, _, h, w = fusion_inputs.shape
+  alone = fusion_inputs.reshape(n, -1, bands + 1, h, w).copy()
+  alone[:, 1:, bands] = 0
+  return alone.reshape(fusion_inputs.shape)
+
+
 def study(series: TimeSeries, scale: int = 2, revisits: int = 4, steps: int = 3000, test_every: int = 3,
           seed: int = 0, misregistration: float = 1.0, stacked: str | None = None, figure: str | Path | None = None,
+          revisit_dropout: bool = False,
           progress: Callable[[str, int, float], None] | None = None) -> dict:
   """Train the fusion model on one revisit (the clearest: single-image SR) and on `revisits`, and score them and
   bicubic on the held-back targets. `stacked`: also a zoo model given the clearest revisit alone and given the
   revisits stacked as input channels (`create_model(stacked, revisits=k)`), both trained the same way. `figure`: a
-  PNG of the first held-back target's revisits, every method's prediction and the truth (draw_figure)."""
+  PNG of the first held-back target's revisits, every method's prediction and the truth (draw_figure).
+  `revisit_dropout`: the fusion model also trains on every target with its reference revisit alone (an ablation;
+  docs/satellite.md)."""
   train, test = build_samples(series, scale, revisits, test_every, misregistration=misregistration)
   bands = train[0].hr.shape[0]
   targets = np.stack([np.concatenate([s.hr, s.hr_clear[None].astype(np.float32)]) for s in train])
@@ -138,16 +150,21 @@ def study(series: TimeSeries, scale: int = 2, revisits: int = 4, steps: int = 30
 
   single = seeded("fusion", revisits=1)
   fusion = seeded("fusion", revisits=revisits)
-  runs = [("single", single, np.stack([s.single_input(with_mask=True) for s in train])),
-          ("fusion", fusion, np.stack([s.fusion_input() for s in train]))]
+  fusion_inputs = np.stack([s.fusion_input() for s in train])
+  fusion_targets = targets
+  if revisit_dropout:
+    fusion_inputs = np.concatenate([fusion_inputs, reference_only(fusion_inputs, bands)])
+    fusion_targets = np.concatenate([targets, targets])
+  runs = [("single", single, np.stack([s.single_input(with_mask=True) for s in train]), targets),
+          ("fusion", fusion, fusion_inputs, fusion_targets)]
   if stacked is not None:
     alone, stack_model = seeded(stacked), seeded(stacked, revisits=revisits)
-    runs += [(f"{stacked} single", alone, np.stack([s.single_input() for s in train])),
-             (f"{stacked} stacked", stack_model, np.stack([s.stacked_input() for s in train]))]
+    runs += [(f"{stacked} single", alone, np.stack([s.single_input() for s in train]), targets),
+             (f"{stacked} stacked", stack_model, np.stack([s.stacked_input() for s in train]), targets)]
   losses = {}
-  for name, model, inputs in runs:
+  for name, model, inputs, goals in runs:
     report = None if progress is None else (lambda i, loss, name=name: progress(name, i, loss))
-    losses[name] = fit(model, inputs, targets, scale, steps, seed=seed, progress=report)
+    losses[name] = fit(model, inputs, goals, scale, steps, seed=seed, progress=report)
   methods: dict[str, Callable[[RevisitSample], np.ndarray]] = {
     "bicubic (clearest revisit)": lambda s: np.moveaxis(imresize(np.moveaxis(s.single_input(), 0, -1), scale), -1, 0),
     "single-image (clearest revisit)": lambda s: forward_batch(single, s.single_input(with_mask=True)[None])[0],
@@ -166,7 +183,7 @@ def study(series: TimeSeries, scale: int = 2, revisits: int = 4, steps: int = 30
                  "cssim": float(np.mean([q for _, q in scores])),
                  "per_date": {str(s.date): round(p, 3) for s, (p, _) in zip(test, scores, strict=True)}})
   return {"scale": scale, "revisits": revisits, "steps": steps, "seed": seed, "misregistration": misregistration,
-          "stacked": stacked,
+          "stacked": stacked, "revisit_dropout": revisit_dropout,
           "train_targets": len(train),
           "test_targets": [str(s.date) for s in test], "final_loss": losses, "results": rows}
 

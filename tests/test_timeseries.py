@@ -6,6 +6,7 @@ import datetime
 import numpy as np
 import pytest
 import tifffile
+from tinygrad.nn.state import get_state_dict
 
 from supertiny.cli import main
 from supertiny.data.landsat import read_time_series, scene_date
@@ -99,6 +100,33 @@ def test_the_study_is_a_function_of_its_seed(series_folder):
   series = read_time_series(series_folder)
   first, second = (study(series, scale=2, revisits=2, steps=2, test_every=2, seed=3) for _ in range(2))
   assert [r["per_date"] for r in first["results"]] == [r["per_date"] for r in second["results"]]
+
+
+def test_revisit_dropout_keeps_the_reference_and_masks_the_others(series_folder):
+  """The ablation's extra copies: every revisit but the first marked not clear (and so given no attention), the
+  reference's bands and mask and the others' bands as they were; the fusion model on such a copy predicts as on
+  the reference alone where the reference is clear."""
+  from supertiny.runtime.runner import forward_batch
+  from supertiny.timeseries import reference_only
+
+  train, _ = build_samples(read_time_series(series_folder), scale=2, revisits=3, test_every=2)
+  stack = np.stack([s.fusion_input() for s in train])
+  alone = reference_only(stack, bands=3).reshape(len(train), 3, 4, *stack.shape[2:])
+  original = stack.reshape(alone.shape)
+  assert (alone[:, 1:, 3] == 0).all() and not (original[:, 1:, 3] == 0).all()
+  np.testing.assert_array_equal(alone[:, 0], original[:, 0])
+  np.testing.assert_array_equal(alone[:, 1:, :3], original[:, 1:, :3])
+  model = create_model("fusion", scale=2, channels=3, revisits=3)
+  single = create_model("fusion", scale=2, channels=3, revisits=1)
+  for key, value in get_state_dict(single).items():
+    value.assign(get_state_dict(model)[key]).realize()
+  first = alone[:1].copy()
+  first[:, 0, 3] = 1  # a reference clear everywhere: then only the other revisits could make a difference
+  fused = forward_batch(model, first.reshape(1, -1, *stack.shape[2:]))[0]
+  np.testing.assert_allclose(fused, forward_batch(single, np.ascontiguousarray(first[:, 0]))[0], atol=1e-5)
+  with_others = original[:1].copy()
+  with_others[:, 0, 3] = 1
+  assert np.abs(forward_batch(model, with_others.reshape(1, -1, *stack.shape[2:]))[0] - fused).max() > 1e-3
 
 
 def test_a_revisit_stack_model_is_refused_on_an_image():
