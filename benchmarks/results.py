@@ -10,6 +10,7 @@ tests/test_upscaling.py checks them against a fresh eval.
 
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 import sys
@@ -75,6 +76,7 @@ def runs_under_way() -> list[str]:
 
 
 def main() -> None:
+  argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter).parse_args()
   scores, rows = {}, []
   for path in sorted(WEIGHTS.glob("*.safetensors")):
     meta, _ = read_checkpoint(path)
