@@ -12,7 +12,9 @@ from supertiny.cli import main
 from supertiny.data.landsat import read_time_series, scene_date
 from supertiny.errors import SuperTinyError
 from supertiny.models import create_model
-from supertiny.timeseries import build_samples
+from supertiny.models.weights import load_weights
+from supertiny.runtime.runner import forward_batch
+from supertiny.timeseries import build_samples, reference_only
 
 rasterio = pytest.importorskip("rasterio")
 
@@ -106,9 +108,6 @@ def test_revisit_dropout_keeps_the_reference_and_masks_the_others(series_folder)
   """The ablation's extra copies: every revisit but the first marked not clear (and so given no attention), the
   reference's bands and mask and the others' bands as they were; the fusion model on such a copy predicts as on
   the reference alone where the reference is clear."""
-  from supertiny.runtime.runner import forward_batch
-  from supertiny.timeseries import reference_only
-
   train, _ = build_samples(read_time_series(series_folder), scale=2, revisits=3, test_every=2)
   stack = np.stack([s.fusion_input() for s in train])
   alone = reference_only(stack, bands=3).reshape(len(train), 3, 4, *stack.shape[2:])
@@ -118,8 +117,7 @@ def test_revisit_dropout_keeps_the_reference_and_masks_the_others(series_folder)
   np.testing.assert_array_equal(alone[:, 1:, :3], original[:, 1:, :3])
   model = create_model("fusion", scale=2, channels=3, revisits=3)
   single = create_model("fusion", scale=2, channels=3, revisits=1)
-  for key, value in get_state_dict(single).items():
-    value.assign(get_state_dict(model)[key]).realize()
+  load_weights(single, {key: value.numpy() for key, value in get_state_dict(model).items()})
   first = alone[:1].copy()
   first[:, 0, 3] = 1  # a reference clear everywhere: then only the other revisits could make a difference
   fused = forward_batch(model, first.reshape(1, -1, *stack.shape[2:]))[0]
