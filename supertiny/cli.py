@@ -25,14 +25,18 @@ def _one_line_warnings(message, category, filename, lineno, file=None, line=None
   print(f"supertiny: warning: {message}", file=sys.stderr)
 
 
-def _positive_int(text: str) -> int:
+def _positive_int(text: str, least: int = 1, kind: str = "positive") -> int:
   try:
     value = int(text)
   except ValueError:
-    raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-  if value < 1:
-    raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    raise argparse.ArgumentTypeError(f"expected a {kind} integer, got {text!r}") from None
+  if value < least:
+    raise argparse.ArgumentTypeError(f"expected a {kind} integer, got {text!r}")
   return value
+
+
+def _non_negative_int(text: str) -> int:
+  return _positive_int(text, least=0, kind="non-negative")
 
 
 def _channels(text: str) -> int:
@@ -597,7 +601,7 @@ def cmd_timeseries(args: argparse.Namespace) -> int:
 
   result = study(series, scale=args.scale, revisits=args.revisits, steps=args.steps, test_every=args.test_every,
                  seed=args.seed, misregistration=args.misregistration, stacked=args.stacked, figure=args.figure,
-                 revisit_dropout=args.revisit_dropout, progress=progress)
+                 revisit_dropout=args.revisit_dropout, validate_every=args.validate_every, progress=progress)
   for bar in bars.values():
     bar.close()
   if args.json:
@@ -605,7 +609,11 @@ def cmd_timeseries(args: argparse.Namespace) -> int:
     return 0
   print(f"{args.folder}: {len(series.dates)} dates; x{args.scale}, {args.revisits} revisits per target "
         f"(misregistered up to {args.misregistration:g} px); "
-        f"{result['train_targets']} training targets, {len(result['test_targets'])} held back; {args.steps} steps")
+        f"{result['train_targets']} training targets, {len(result['validation_targets'])} for validation, "
+        f"{len(result['test_targets'])} held back; {args.steps} steps")
+  if result["validation_targets"]:
+    print("  weights kept (best validation cPSNR) from step: "
+          + ", ".join(f"{name} {step}" for name, step in result["chosen_step"].items()))
   print(f"  {'method':<34} {'cPSNR':>7} {'cSSIM':>7}")
   for row in result["results"]:
     print(f"  {row['method']:<34} {row['cpsnr']:7.2f} {row['cssim']:7.4f}")
@@ -863,6 +871,9 @@ def build_parser() -> argparse.ArgumentParser:
   tsp.add_argument("--revisits", type=_positive_int, default=2, help="LR revisits per target [2]")
   tsp.add_argument("--steps", type=_positive_int, default=2000, help="training steps per model [2000]")
   tsp.add_argument("--test-every", type=_positive_int, default=3, help="hold back every Nth clear date [3]")
+  tsp.add_argument("--validate-every", type=_non_negative_int, default=4, metavar="N",
+                   help="keep every Nth training target out of training to choose each model's weights by its "
+                        "cPSNR there (0: keep the last step's) [4]")
   tsp.add_argument("--seed", type=int, default=0, help="seed of initialisation and patches [0]")
   tsp.add_argument("--misregistration", type=float, default=1.0, metavar="PX",
                    help="each date, as a revisit, moves by a random offset of up to PX HR pixels per axis before it "

@@ -126,7 +126,7 @@ def train_sharpener(scene: Scene, job: Sharpening, split: int, steps: int = 3000
   model = BandSharpener(len(job.guides), len(job.targets), width, blocks)
   targets = np.concatenate([target, valid[..., None].astype(np.float32)], axis=-1)
   loss = fit(model, np.moveaxis(inputs, -1, 0)[None], np.moveaxis(targets, -1, 0)[None], scale=1, steps=steps,
-             batch=batch, patch=min(patch, *target.shape[:2]), seed=seed, progress=progress)
+             batch=batch, patch=min(patch, *target.shape[:2]), seed=seed, progress=progress).loss
   return model, loss
 
 

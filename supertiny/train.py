@@ -80,24 +80,50 @@ def patch_batch(rng: np.random.Generator, inputs: np.ndarray, targets: np.ndarra
   return np.ascontiguousarray(np.stack(lr_batch), np.float32), np.ascontiguousarray(np.stack(hr_batch), np.float32)
 
 
+@dataclass
+class Fitted:
+  """What `fit` did: the last training loss, and with a validation, the step whose weights it kept and their score."""
+  loss: float
+  best_step: int | None = None
+  best_score: float | None = None
+
+
 def fit(model, inputs: np.ndarray, targets: np.ndarray, scale: int, steps: int, batch: int = 16, patch: int = 12,
-        rate: float = 1e-3, seed: int = 0, progress: Callable[[int, float], None] | None = None) -> float:
+        rate: float = 1e-3, seed: int = 0, progress: Callable[[int, float], None] | None = None,
+        validate: Callable[[], float] | None = None, validate_every: int = 100) -> Fitted:
   """Train `model` in memory on LR `inputs` (N x Cin x h x w) against `targets` (N x (C+1) x H x W, clear mask
-  last) by the masked L1 loss on random augmented patches, Adam with a cosine schedule from `rate` to rate/100;
-  returns the last loss. For studies whose data fits in memory (supertiny train runs from files, resumably)."""
+  last) by the masked L1 loss on random augmented patches, Adam with a cosine schedule from `rate` to rate/100.
+  `validate` (higher is better, on held-back data) is called before the first step, every `validate_every` steps
+  and after the last; the model ends with the weights of its best call: small data sets overfit long before the
+  schedule ends. For studies whose data fits in memory (supertiny train runs from files, resumably)."""
   Tensor.manual_seed(seed)
   rng = np.random.default_rng(seed)
   optimizer = Adam(model.parameters(), lr=rate)
   step = train_step(model, optimizer, masked_l1, batch)
-  loss = math.nan
+  fitted = Fitted(math.nan)
+  kept: dict[str, np.ndarray] = {}
+
+  def check(done: int) -> None:
+    with Context(TRAINING=0):
+      score = validate()
+    if fitted.best_score is None or score > fitted.best_score:
+      fitted.best_step, fitted.best_score = done, score
+      kept.update({k: v.numpy().copy() for k, v in get_state_dict(model).items()})
+
+  if validate is not None:
+    check(0)
   with training():
     for i in range(steps):
       lr_batch, hr_batch = patch_batch(rng, inputs, targets, batch, min(patch, inputs.shape[2], inputs.shape[3]), scale)
       now = rate / 100 + (rate - rate / 100) * 0.5 * (1 + math.cos(math.pi * i / max(steps, 1)))
-      loss = step(lr_batch, hr_batch, now)
+      fitted.loss = step(lr_batch, hr_batch, now)
       if progress is not None:
-        progress(i, loss)
-  return loss
+        progress(i, fitted.loss)
+      if validate is not None and ((i + 1) % validate_every == 0 or i + 1 == steps):
+        check(i + 1)
+  if kept:
+    load_weights(model, kept)
+  return fitted
 
 
 def make_train_step(model: SRModel, optimizer: Optimizer, loss: str = "l1",

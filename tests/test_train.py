@@ -256,3 +256,32 @@ def test_validation_images_are_held_back_from_training(assets):
   assert [s.name for s in scored.images] == ["head", "woman"]
   with pytest.raises(SuperTinyError, match="val_last"):
     TrainConfig.from_dict({"model": "bicubic", "scale": 2, "train": ["x"], "val_last": 2})
+
+
+@pytest.mark.parametrize("best", [0, 6, 10])
+def test_fit_ends_with_the_weights_its_validation_scored_best(best):
+  """In-memory training with a validation: checked before the first step, every `validate_every` steps and after
+  the last, and the model left with the weights of the best check (here the one at step `best`)."""
+  from tinygrad import Tensor
+  from tinygrad.nn.state import get_state_dict
+
+  from supertiny.models import create_model
+  from supertiny.train import fit
+
+  rng = np.random.default_rng(0)
+  inputs = rng.random((4, 1, 8, 8), dtype=np.float32)
+  targets = np.concatenate([rng.random((4, 1, 16, 16)), np.ones((4, 1, 16, 16))], axis=1).astype(np.float32)
+  Tensor.manual_seed(0)
+  model = create_model("espcn", scale=2, channels=1)
+  seen: dict[int, dict[str, np.ndarray]] = {}
+
+  def validate() -> float:
+    step = 2 * len(seen)
+    seen[step] = {k: v.numpy().copy() for k, v in get_state_dict(model).items()}
+    return -abs(step - best)
+
+  fitted = fit(model, inputs, targets, 2, steps=10, batch=2, patch=4, validate=validate, validate_every=2)
+  assert sorted(seen) == [0, 2, 4, 6, 8, 10] and (fitted.best_step, fitted.best_score) == (best, 0)
+  assert not np.array_equal(seen[0]["subpixel.weight"], seen[10]["subpixel.weight"])
+  for key, value in get_state_dict(model).items():
+    np.testing.assert_array_equal(value.numpy(), seen[best][key])

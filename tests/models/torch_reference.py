@@ -359,8 +359,9 @@ class ConvTransformer(nn.Module):
 
 class RevisitFusion(nn.Module):
   """Multi-revisit fusion: a shared encoder (conv, residual blocks) over each revisit beside the first, attention
-  logits per revisit and pixel (cloudy ones pushed to -1e4), softmax over revisits, the first revisit's features
-  beside the pooled ones, decoder and pixel shuffle onto the MATLAB bicubic upscale of a clear composite."""
+  logits per revisit and pixel plus the log of its consensus weight, softmax over revisits, the first revisit's
+  features beside the pooled ones, decoder and pixel shuffle onto the MATLAB bicubic upscale of a consensus of the
+  clear revisits."""
 
   def __init__(self, scale: int, channels: int, revisits: int, width: int = 32, blocks: int = 2):
     super().__init__()
@@ -374,21 +375,37 @@ class RevisitFusion(nn.Module):
     k, c = self.revisits, self.channels
     stack = x.view(n, k, c + 1, h, w)
     bands, clear = stack[:, :, :c], stack[:, :, c:]
+    matched, weights = self.consensus(bands, clear)
     reference = bands[:, 0]
-    features = torch.cat([bands * clear, reference[:, None].expand(n, k, c, h, w), clear], 2).view(n * k, -1, h, w)
+    features = torch.cat([matched * clear, reference[:, None].expand(n, k, c, h, w), clear], 2).view(n * k, -1, h, w)
     for layer in self.encode:
       features = layer(features)
     features = F.relu(features)
-    weights = torch.softmax(self.attend(features).view(n, k, 1, h, w) + (clear - 1) * 1e4, dim=1)
+    attention = torch.softmax(self.attend(features).view(n, k, 1, h, w) + torch.log(weights.clamp(min=1e-12)), dim=1)
     per_revisit = features.view(n, k, -1, h, w)
-    fused = torch.cat([per_revisit[:, 0], (per_revisit * weights).sum(1)], 1)
+    fused = torch.cat([per_revisit[:, 0], (per_revisit * attention).sum(1)], 1)
     residual = self.decode[1](F.relu(self.decode[0](fused)))
-    # the base: the first revisit where clear, else the mean of the other clear ones, else 0
-    first_clear, others_clear = clear[:, 0], clear[:, 1:]
-    count = others_clear.sum(1)
-    others_mean = (bands[:, 1:] * others_clear).sum(1) / count.clamp(min=1)
-    base = torch.where(first_clear > 0, reference, torch.where(count > 0, others_mean, torch.zeros_like(reference)))
+    total = weights.sum(1)
+    base = torch.where(total > 0.5, (matched * weights).sum(1) / total.clamp(min=1e-6), torch.zeros_like(reference))
     return F.pixel_shuffle(residual, self.scale) + matlab_bicubic_up(base, self.scale)
+
+  @staticmethod
+  def consensus(bands, clear, agreement=0.04):
+    """One sample and revisit at a time: revisit i > 0 plus its mean difference from the first over the pixels both
+    see; the first's weight its clear mask; another's its mask, times exp(-(d / agreement)^2) where the first is
+    clear, d its mean absolute band difference from the first."""
+    n, k = bands.shape[:2]
+    matched, weights = bands.clone(), clear.clone()
+    for s in range(n):
+      first, first_clear = bands[s, 0], clear[s, 0, 0]
+      for i in range(1, k):
+        seen = clear[s, i, 0] * first_clear
+        offset = ((first - bands[s, i]) * seen).sum((1, 2)) / max(float(seen.sum()), 1.0)
+        matched[s, i] = bands[s, i] + offset[:, None, None]
+        distance = (matched[s, i] - first).abs().mean(0)
+        agree = torch.where(first_clear > 0.5, torch.exp(-(distance / agreement) ** 2), torch.ones_like(distance))
+        weights[s, i, 0] = clear[s, i, 0] * agree
+    return matched, weights
 
 
 class BandSharpener(nn.Module):
