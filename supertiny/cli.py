@@ -868,7 +868,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "(docs/satellite.md).")
   tsp.add_argument("folder", help="folder of Landsat scene folders (<scene id>/<scene id>_b3.tif, _b4, _b5, _fmask)")
   tsp.add_argument("--scale", type=_positive_int, default=2, help="degradation factor [2]")
-  tsp.add_argument("--revisits", type=_positive_int, default=2, help="LR revisits per target [2]")
+  tsp.add_argument("--revisits", type=_positive_int, default=4, help="LR revisits per target [4]")
   tsp.add_argument("--steps", type=_positive_int, default=2000, help="training steps per model [2000]")
   tsp.add_argument("--test-every", type=_positive_int, default=3, help="hold back every Nth clear date [3]")
   tsp.add_argument("--validate-every", type=_non_negative_int, default=4, metavar="N",

@@ -134,13 +134,14 @@ def study(series: TimeSeries, scale: int = 2, revisits: int = 4, steps: int = 30
           seed: int = 0, misregistration: float = 1.0, stacked: str | None = None, figure: str | Path | None = None,
           revisit_dropout: bool = False, validate_every: int = 4,
           progress: Callable[[str, int, float], None] | None = None) -> dict:
-  """Train the fusion model on one revisit (the clearest: single-image SR) and on `revisits`, and score them and
-  bicubic on the held-back targets. `validate_every`: every Nth training target is kept out of training to choose
-  each model's weights (its best mean cPSNR there, checked every 100 steps; 0: the last step's weights). `stacked`:
-  also a zoo model given the clearest revisit alone and given the revisits stacked as input channels
-  (`create_model(stacked, revisits=k)`), both trained the same way. `figure`: a PNG of the first held-back target's
-  revisits, every method's prediction and the truth (draw_figure). `revisit_dropout`: the fusion model also trains
-  on every target with its reference revisit alone (an ablation; docs/satellite.md)."""
+  """Train the fusion model on one revisit (the clearest: single-image SR) and on `revisits`, and score them,
+  bicubic and the untrained fusion model (the bicubic upscale of its consensus base) on the held-back targets.
+  `validate_every`: every Nth training target is kept out of training to choose each model's weights (its best mean
+  cPSNR there, checked every 100 steps; 0: the last step's weights). `stacked`: also a zoo model given the clearest
+  revisit alone and given the revisits stacked as input channels (`create_model(stacked, revisits=k)`), both
+  trained the same way. `figure`: a PNG of the first held-back target's revisits, every method's prediction and the
+  truth (draw_figure). `revisit_dropout`: the fusion model also trains on every target with its reference revisit
+  alone (an ablation; docs/satellite.md)."""
   samples, test = build_samples(series, scale, revisits, test_every, misregistration=misregistration)
   held = set(range(validate_every - 1, len(samples), validate_every)) if validate_every else set()
   if len(held) == len(samples):
@@ -156,6 +157,7 @@ def study(series: TimeSeries, scale: int = 2, revisits: int = 4, steps: int = 30
 
   single = seeded("fusion", revisits=1)
   fusion = seeded("fusion", revisits=revisits)
+  untrained = seeded("fusion", revisits=revisits)  # its residual starts at 0: the bicubic consensus of the revisits
   runs: list[tuple[str, Any, Callable[[RevisitSample], np.ndarray]]] = [
     ("single", single, lambda s: s.single_input(with_mask=True)), ("fusion", fusion, RevisitSample.fusion_input)]
   if stacked is not None:
@@ -179,6 +181,7 @@ def study(series: TimeSeries, scale: int = 2, revisits: int = 4, steps: int = 30
   methods: dict[str, Callable[[RevisitSample], np.ndarray]] = {
     "bicubic (clearest revisit)": lambda s: np.moveaxis(imresize(np.moveaxis(s.single_input(), 0, -1), scale), -1, 0),
     "single-image (clearest revisit)": lambda s: forward_batch(single, s.single_input(with_mask=True)[None])[0],
+    f"consensus ({revisits} revisits, untrained)": lambda s: forward_batch(untrained, s.fusion_input()[None])[0],
     f"fusion ({revisits} revisits)": lambda s: forward_batch(fusion, s.fusion_input()[None])[0],
   }
   if stacked is not None:
