@@ -5,10 +5,12 @@ A date is an HR target (for testing: at least `min_clear` of its pixels valid an
 loss counts clear pixels only: `train_clear`). The `revisits` dates nearest to it in time, whatever their clouds,
 degraded by `scale` with MATLAB bicubic (their gaps filled from neighbours first), are its LR revisits, each with
 its clear mask (an LR pixel is clear when all the HR pixels it covers are). Every `test_every`-th clear date is
-held back for testing, and its date is never an LR revisit of a training target. Three methods are scored on the
-held-back targets by cPSNR/cSSIM over the target's clear pixels (metrics.corrected_metrics: brightness- and
-shift-corrected, symmetric +-2 px): bicubic on the clearest revisit, the fusion network (models/fusion.py) given
-the clearest revisit alone (single-image SR, the same design), and the fusion network given all of them.
+held back for testing, and its date is never an LR revisit of a training target; part of the other targets
+validates, choosing each network's weights. The methods are scored on the held-back targets by cPSNR/cSSIM over
+the target's clear pixels (metrics.corrected_metrics: brightness- and shift-corrected, symmetric +-2 px): bicubic
+on the clearest revisit, the fusion network (models/fusion.py) given the clearest revisit alone (single-image SR,
+the same design), the untrained fusion network (its consensus of the revisits) and the fusion network trained on
+all of them.
 """
 
 from __future__ import annotations
