@@ -21,7 +21,7 @@ from .base import SRNet
 from .layers import ResBlock, conv
 from .registry import register
 
-# reflectance difference at which a revisit counts e^-1 against the first one in the composite; differences between
+# reflectance difference at which a revisit counts e^-1 against the first one in the consensus; differences between
 # dates a few weeks apart are about 0.01, clouds 0.1 and more (docs/satellite.md)
 AGREEMENT = 0.04
 
@@ -42,7 +42,7 @@ class RevisitFusion(SRNet):
     self.encode = [conv(2 * self.channels + 1, width, 3), *[ResBlock(width) for _ in range(blocks)]]
     self.attend = conv(width, 1, 3)
     self.decode = [conv(2 * width, width, 3), conv(width, self.channels * scale * scale, 3)]
-    # an untrained model predicts the composite itself: trained on a few dozen targets, the residual has to earn
+    # an untrained model predicts the consensus itself: trained on a few dozen targets, the residual has to earn
     # its place against it
     self.decode[1].weight = Tensor.zeros(*self.decode[1].weight.shape)
     self.decode[1].bias = Tensor.zeros(*self.decode[1].bias.shape)

@@ -129,7 +129,7 @@ def test_fusion_matches_pytorch_reference(tmp_path, scale, channels, revisits):
   model = create_model("fusion", scale=scale, channels=channels, revisits=revisits)
   load_weights(model, tmp_path / "weights.pth")
   rng = np.random.default_rng(1)
-  # revisits of one scene, each brighter or darker and a little different, so the composite's brightness matching and
+  # revisits of one scene, each brighter or darker and a little different, so the consensus's brightness matching and
   # agreement weights both count; clear masks: some revisits cloudy at some pixels
   x = np.empty((2, revisits, channels + 1, 9, 11), dtype=np.float32)
   x[:, :, :channels] = rng.random((2, 1, channels, 9, 11)) + rng.normal(0, 0.05, (2, revisits, channels, 1, 1)) \
