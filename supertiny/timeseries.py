@@ -18,6 +18,7 @@ from __future__ import annotations
 import datetime
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -132,6 +133,16 @@ def reference_only(fusion_inputs: np.ndarray, bands: int) -> np.ndarray:
   return alone.reshape(fusion_inputs.shape)
 
 
+@dataclass
+class _Run:
+  """One network of the study: its key in the report's per-run fields, its row label, and the input it is given."""
+  name: str
+  label: str
+  model: Any
+  input_of: Callable[[RevisitSample], np.ndarray]
+  trained: bool = True
+
+
 def study(series: TimeSeries, scale: int = 2, revisits: int = 4, steps: int = 3000, test_every: int = 3,
           seed: int = 0, misregistration: float = 1.0, stacked: str | None = None, figure: str | Path | None = None,
           revisit_dropout: bool = False, validate_every: int = 4,
@@ -157,39 +168,35 @@ def study(series: TimeSeries, scale: int = 2, revisits: int = 4, steps: int = 30
     Tensor.manual_seed(seed)  # each model's initial weights from the seed alone, not from what was built before
     return create_model(name, scale=scale, channels=bands, **options)
 
-  single = seeded("fusion", revisits=1)
-  fusion = seeded("fusion", revisits=revisits)
-  untrained = seeded("fusion", revisits=revisits)  # its residual starts at 0: the bicubic consensus of the revisits
-  runs: list[tuple[str, Any, Callable[[RevisitSample], np.ndarray]]] = [
-    ("single", single, lambda s: s.single_input(with_mask=True)), ("fusion", fusion, RevisitSample.fusion_input)]
+  single_input = partial(RevisitSample.single_input, with_mask=True)  # the fusion net takes the mask as a band
+  runs = [_Run("single", "single-image (clearest revisit)", seeded("fusion", revisits=1), single_input),
+          # its residual starts at 0: the bicubic consensus of the revisits, never trained
+          _Run("consensus", f"consensus ({revisits} revisits, untrained)", seeded("fusion", revisits=revisits),
+               RevisitSample.fusion_input, trained=False),
+          _Run("fusion", f"fusion ({revisits} revisits)", seeded("fusion", revisits=revisits),
+               RevisitSample.fusion_input)]
   if stacked is not None:
-    alone, stack_model = seeded(stacked), seeded(stacked, revisits=revisits)
-    runs += [(f"{stacked} single", alone, RevisitSample.single_input),
-             (f"{stacked} stacked", stack_model, RevisitSample.stacked_input)]
+    runs += [_Run(f"{stacked} single", f"{stacked} (clearest revisit)", seeded(stacked), RevisitSample.single_input),
+             _Run(f"{stacked} stacked", f"{stacked} ({revisits} revisits stacked)",
+                  seeded(stacked, revisits=revisits), RevisitSample.stacked_input)]
   fits = {}
-  for name, model, input_of in runs:
-    inputs, goals = np.stack([input_of(s) for s in train]), targets
-    if name == "fusion" and revisit_dropout:
+  for run in (r for r in runs if r.trained):
+    inputs, goals = np.stack([run.input_of(s) for s in train]), targets
+    if run.name == "fusion" and revisit_dropout:
       inputs, goals = np.concatenate([inputs, reference_only(inputs, bands)]), np.concatenate([targets, targets])
-    report = None if progress is None else (lambda i, loss, name=name: progress(name, i, loss))
+    report = None if progress is None else (lambda i, loss, name=run.name: progress(name, i, loss))
     validate = None
     if validation:
-      held_inputs = np.stack([input_of(s) for s in validation])
+      held_inputs = np.stack([run.input_of(s) for s in validation])
 
-      def validate(model: Any = model, held_inputs: np.ndarray = held_inputs) -> float:
+      def validate(model: Any = run.model, held_inputs: np.ndarray = held_inputs) -> float:
         predictions = forward_batch(model, held_inputs)
         return float(np.mean([score(sr, s)[0] for sr, s in zip(predictions, validation, strict=True)]))
-    fits[name] = fit(model, inputs, goals, scale, steps, seed=seed, progress=report, validate=validate)
+    fits[run.name] = fit(run.model, inputs, goals, scale, steps, seed=seed, progress=report, validate=validate)
   methods: dict[str, Callable[[RevisitSample], np.ndarray]] = {
-    "bicubic (clearest revisit)": lambda s: np.moveaxis(imresize(np.moveaxis(s.single_input(), 0, -1), scale), -1, 0),
-    "single-image (clearest revisit)": lambda s: forward_batch(single, s.single_input(with_mask=True)[None])[0],
-    f"consensus ({revisits} revisits, untrained)": lambda s: forward_batch(untrained, s.fusion_input()[None])[0],
-    f"fusion ({revisits} revisits)": lambda s: forward_batch(fusion, s.fusion_input()[None])[0],
-  }
-  if stacked is not None:
-    methods[f"{stacked} (clearest revisit)"] = lambda s: forward_batch(alone, s.single_input()[None])[0]
-    methods[f"{stacked} ({revisits} revisits stacked)"] = \
-        lambda s: forward_batch(stack_model, s.stacked_input()[None])[0]
+    "bicubic (clearest revisit)": lambda s: np.moveaxis(imresize(np.moveaxis(s.single_input(), 0, -1), scale), -1, 0)}
+  for run in runs:
+    methods[run.label] = lambda s, run=run: forward_batch(run.model, run.input_of(s)[None])[0]
   if figure is not None:
     draw_figure(figure, test[0], {method: predict(test[0]) for method, predict in methods.items()})
   rows = []
