@@ -513,7 +513,7 @@ def _train(config: TrainConfig, run: Run, resume: bool, report: Callable[[str], 
         raise SuperTinyError(f"loss became {loss} at step {step + 1}: stopped{kept}. Try a lower --lr or --clip 1")
       done = step + 1
       row: dict[str, Any] = {"step": done, "loss": f"{loss:.6g}", "lr": f"{rate:.6g}",
-                             "seconds": f"{time.time() - began:.1f}"}
+                             "seconds": f"{spent + time.time() - began:.1f}"}  # the run's, across resumes
       val = validate(done) if done % config.val_every == 0 or done == config.steps else None
       if val is not None:
         row.update(val_psnr=f"{val['psnr']:.4f}", val_ssim=f"{val['ssim']:.5f}")

@@ -149,7 +149,8 @@ def test_sigkill_then_resume_equals_an_uninterrupted_run(tmp_path, assets):
     time.sleep(0.05)
   os.kill(victim.pid, signal.SIGKILL)
   victim.wait()
-  killed_at = read_checkpoint(last)[0]["step"]
+  killed_meta = read_checkpoint(last)[0]
+  killed_at = killed_meta["step"]
   assert 60 <= killed_at < 200, "the run finished before it could be killed; make it longer"
 
   done = subprocess.run(_cli(*common, "--out", str(tmp_path / "cut"), "--resume"), env=env, capture_output=True,
@@ -160,8 +161,11 @@ def test_sigkill_then_resume_equals_an_uninterrupted_run(tmp_path, assets):
   assert set(whole) == set(resumed)
   for key in whole:
     np.testing.assert_allclose(resumed[key].numpy(), whole[key].numpy(), rtol=1e-6, atol=1e-7, err_msg=key)
-  steps = [int(line.split(",")[0]) for line in (tmp_path / "cut" / "metrics.csv").read_text().splitlines()[1:]]
-  assert steps == list(range(1, 201))
+  rows = [line.split(",") for line in (tmp_path / "cut" / "metrics.csv").read_text().splitlines()[1:]]
+  assert [int(row[0]) for row in rows] == list(range(1, 201))
+  # wall time counts on from the checkpoint's, as its metadata does, rather than restarting at 0
+  seconds = [float(row[-1]) for row in rows]
+  assert min(seconds[killed_at:]) >= killed_meta["seconds"] > 0
   # TensorBoard, reading the two event files, hides the steps logged after the checkpoint and then logged again
   logged = board_scalars(tmp_path / "cut" / "tensorboard", "train/loss")
   assert [step for step, _ in logged] == list(range(1, 201))
