@@ -8,6 +8,7 @@ tifffile reads TIFFs (16-bit, many bands).
 from __future__ import annotations
 
 import glob
+import logging
 import os
 import re
 import tempfile
@@ -158,11 +159,30 @@ def _read_png16(path: Path) -> np.ndarray:
   return array.reshape(height, width, info["planes"])
 
 
+class _UnholdableNodata(logging.Filter):
+  """Drops tifffile's warning about a GDAL_NODATA tag the pixels' type cannot hold (Landsat's uint8 Fmask files
+  carry -9999): GDAL ignores such a tag too, and the file reads correctly."""
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    return "GDAL_NODATA" not in record.getMessage()
+
+
+@contextmanager
+def quiet_nodata_warnings() -> Iterator[None]:
+  """While a TIFF is opened: without tifffile's warning about a nodata tag its pixels cannot hold."""
+  quiet, log = _UnholdableNodata(), logging.getLogger("tifffile")
+  log.addFilter(quiet)
+  try:
+    yield
+  finally:
+    log.removeFilter(quiet)
+
+
 def _read_tiff(path: Path) -> np.ndarray:
   import tifffile
 
   try:
-    with tifffile.TiffFile(path) as tif:
+    with quiet_nodata_warnings(), tifffile.TiffFile(path) as tif:
       check_tiff_pixels(path, tif)
       array = _tiff_planes(tif)
   except SuperTinyError:

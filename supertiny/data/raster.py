@@ -16,7 +16,15 @@ from typing import Any
 import numpy as np
 
 from ..errors import SuperTinyError
-from .images import atomic_output, check_pixels, check_tiff_pixels, decode_failure, read_image, write_image
+from .images import (
+  atomic_output,
+  check_pixels,
+  check_tiff_pixels,
+  decode_failure,
+  quiet_nodata_warnings,
+  read_image,
+  write_image,
+)
 
 PIXEL_SCALE, TIEPOINT, TRANSFORMATION = 33550, 33922, 34264
 GEO_KEYS, GEO_DOUBLES, GEO_ASCII = 34735, 34736, 34737
@@ -79,7 +87,7 @@ def read_raster(path: str | Path) -> Raster:
   import tifffile
 
   try:
-    with tifffile.TiffFile(path) as tif:
+    with quiet_nodata_warnings(), tifffile.TiffFile(path) as tif:
       check_tiff_pixels(path, tif)
       page = tif.pages[0]
       pixels = page.asarray()

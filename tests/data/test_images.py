@@ -10,6 +10,7 @@ import tifffile
 from PIL import Image
 
 from supertiny.data.images import from_float, list_images, read_image, to_float, write_image
+from supertiny.data.raster import read_raster
 from supertiny.errors import SuperTinyError
 
 RNG = np.random.default_rng(3)
@@ -64,6 +65,22 @@ def test_tiff_16bit_many_bands(tmp_path):
   np.testing.assert_array_equal(read_image(tmp_path / "ms.tif"), np.moveaxis(planar, 0, -1))
   write_image(tmp_path / "out.tif", bands_last)
   np.testing.assert_array_equal(read_image(tmp_path / "out.tif"), bands_last)
+
+
+def test_a_nodata_tag_its_pixels_cannot_hold_reads_quietly(tmp_path, caplog):
+  # Landsat's uint8 Fmask files carry GDAL_NODATA -9999; GDAL ignores such a tag, tifffile warned about it per file
+  rasterio = pytest.importorskip("rasterio")
+  path = tmp_path / "fmask.tif"
+  pixels = np.arange(48, dtype=np.uint8).reshape(6, 8)
+  tifffile.imwrite(path, pixels, extratags=[(42113, "s", 0, "-9999", True)])
+  with caplog.at_level("WARNING"):
+    raster = read_raster(path)
+    plain = read_image(path)
+  assert not [r for r in caplog.records if "GDAL_NODATA" in r.getMessage()]
+  with rasterio.open(path) as gdal:
+    np.testing.assert_array_equal(raster.pixels[:, :, 0], gdal.read(1))
+    np.testing.assert_array_equal(plain[:, :, 0], gdal.read(1))
+    assert gdal.nodata is None
 
 
 def test_palette_and_bilevel_images_become_plain(tmp_path):
