@@ -16,6 +16,7 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -168,22 +169,24 @@ class _UnholdableNodata(logging.Filter):
 
 
 @contextmanager
-def quiet_nodata_warnings() -> Iterator[None]:
-  """While a TIFF is opened: without tifffile's warning about a nodata tag its pixels cannot hold."""
+def open_tiff(path: Path) -> Iterator[Any]:
+  """An open tifffile.TiffFile whose pages passed check_tiff_pixels, read without tifffile's warning about a
+  nodata tag its pixels cannot hold."""
+  import tifffile
+
   quiet, log = _UnholdableNodata(), logging.getLogger("tifffile")
   log.addFilter(quiet)
   try:
-    yield
+    with tifffile.TiffFile(path) as tif:
+      check_tiff_pixels(path, tif)
+      yield tif
   finally:
     log.removeFilter(quiet)
 
 
 def _read_tiff(path: Path) -> np.ndarray:
-  import tifffile
-
   try:
-    with quiet_nodata_warnings(), tifffile.TiffFile(path) as tif:
-      check_tiff_pixels(path, tif)
+    with open_tiff(path) as tif:
       array = _tiff_planes(tif)
   except SuperTinyError:
     raise

@@ -19,9 +19,8 @@ from ..errors import SuperTinyError
 from .images import (
   atomic_output,
   check_pixels,
-  check_tiff_pixels,
   decode_failure,
-  quiet_nodata_warnings,
+  open_tiff,
   read_image,
   write_image,
 )
@@ -84,11 +83,8 @@ def read_raster(path: str | Path) -> Raster:
   if path.suffix.lower() not in (".tif", ".tiff") or not path.is_file():
     pixels = read_image(path)
     return Raster(pixels, alpha=pixels.shape[2] in (2, 4))
-  import tifffile
-
   try:
-    with quiet_nodata_warnings(), tifffile.TiffFile(path) as tif:
-      check_tiff_pixels(path, tif)
+    with open_tiff(path) as tif:
       page = tif.pages[0]
       pixels = page.asarray()
       layout = TiffLayout(
