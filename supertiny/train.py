@@ -473,6 +473,10 @@ def _train(config: TrainConfig, run: Run, resume: bool, report: Callable[[str], 
   meta_base = {"options": config.options, "config": asdict(config), "device": _device_words(devices, config.cores),
                "commit": _commit()}
 
+  def run_seconds() -> float:
+    """Wall time of the whole run, across resumes (`began`: this session's start)."""
+    return spent + time.time() - began
+
   def save(path: Path, step: int, val: dict | None = None) -> None:
     state = optimizer_state(optimizer)
     # a finite loss can hide overflowed weights or Adam moments: never overwrite a good checkpoint with them
@@ -482,7 +486,7 @@ def _train(config: TrainConfig, run: Run, resume: bool, report: Callable[[str], 
       raise SuperTinyError(f"weights or optimizer state became non-finite by step {step}: stopped{kept}. "
                            "Try a lower --lr or --clip 1")
     save_checkpoint(path, model, {**meta_base, "step": step, "best": best, "val": val,
-                                  "seconds": round(spent + time.time() - began, 1)}, state)
+                                  "seconds": round(run_seconds(), 1)}, state)
     if run.board is not None:
       run.board.flush()  # the event file then holds every step the checkpoint does: a resume leaves no gap
 
@@ -513,7 +517,7 @@ def _train(config: TrainConfig, run: Run, resume: bool, report: Callable[[str], 
         raise SuperTinyError(f"loss became {loss} at step {step + 1}: stopped{kept}. Try a lower --lr or --clip 1")
       done = step + 1
       row: dict[str, Any] = {"step": done, "loss": f"{loss:.6g}", "lr": f"{rate:.6g}",
-                             "seconds": f"{spent + time.time() - began:.1f}"}  # the run's, across resumes
+                             "seconds": f"{run_seconds():.1f}"}
       val = validate(done) if done % config.val_every == 0 or done == config.steps else None
       if val is not None:
         row.update(val_psnr=f"{val['psnr']:.4f}", val_ssim=f"{val['ssim']:.5f}")
