@@ -135,12 +135,14 @@ def reference_only(fusion_inputs: np.ndarray, bands: int) -> np.ndarray:
 
 @dataclass
 class _Run:
-  """One network of the study: its key in the report's per-run fields, its row label, and the input it is given."""
+  """One network of the study: its key in the report's per-run fields, its row label, and the input it is given.
+  `reference_alone`: it also trains on every target with its reference revisit alone (revisit dropout)."""
   name: str
   label: str
   model: Any
   input_of: Callable[[RevisitSample], np.ndarray]
   trained: bool = True
+  reference_alone: bool = False
 
 
 def study(series: TimeSeries, scale: int = 2, revisits: int = 4, steps: int = 3000, test_every: int = 3,
@@ -174,7 +176,7 @@ def study(series: TimeSeries, scale: int = 2, revisits: int = 4, steps: int = 30
           _Run("consensus", f"consensus ({revisits} revisits, untrained)", seeded("fusion", revisits=revisits),
                RevisitSample.fusion_input, trained=False),
           _Run("fusion", f"fusion ({revisits} revisits)", seeded("fusion", revisits=revisits),
-               RevisitSample.fusion_input)]
+               RevisitSample.fusion_input, reference_alone=revisit_dropout)]
   if stacked is not None:
     runs += [_Run(f"{stacked} single", f"{stacked} (clearest revisit)", seeded(stacked), RevisitSample.single_input),
              _Run(f"{stacked} stacked", f"{stacked} ({revisits} revisits stacked)",
@@ -182,7 +184,7 @@ def study(series: TimeSeries, scale: int = 2, revisits: int = 4, steps: int = 30
   fits = {}
   for run in (r for r in runs if r.trained):
     inputs, goals = np.stack([run.input_of(s) for s in train]), targets
-    if run.name == "fusion" and revisit_dropout:
+    if run.reference_alone:
       inputs, goals = np.concatenate([inputs, reference_only(inputs, bands)]), np.concatenate([targets, targets])
     report = None if progress is None else (lambda i, loss, name=run.name: progress(name, i, loss))
     validate = None
