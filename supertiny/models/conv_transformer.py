@@ -12,6 +12,7 @@ from __future__ import annotations
 from tinygrad import Tensor, nn
 
 from ..ops import pixel_shuffle, resize
+from ..runtime.attention import attention
 from .base import SRNet
 from .layers import PatchExpand
 from .registry import create_model, register
@@ -30,7 +31,7 @@ class MultiheadSelfAttention:
     b, n, d = x.shape
     qkv = x.linear(self.in_proj_weight.T, self.in_proj_bias).reshape(b, n, 3, self.heads, d // self.heads)
     q, k, v = qkv.permute(2, 0, 3, 1, 4)
-    attended = q.scaled_dot_product_attention(k, v)
+    attended = attention(q, k, v)
     return self.out_proj(attended.transpose(1, 2).reshape(b, n, d))
 
 

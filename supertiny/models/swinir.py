@@ -14,6 +14,7 @@ import numpy as np
 from tinygrad import Tensor, nn
 
 from ..ops import pixel_shuffle
+from ..runtime.attention import attention
 from .base import SRNet
 from .edsr import DIV2K_RGB_MEAN
 from .layers import conv
@@ -65,7 +66,6 @@ def from_windows(windows: Tensor, window: int, h: int, w: int) -> Tensor:
 class WindowAttention:
   def __init__(self, dim: int, window: int, heads: int):
     self.window, self.heads = window, heads
-    self.scale = (dim // heads) ** -0.5
     self.relative_position_bias_table = Tensor.normal((2 * window - 1) ** 2, heads, std=0.02)
     self.qkv = nn.Linear(dim, 3 * dim)
     self.proj = nn.Linear(dim, dim)
@@ -78,12 +78,11 @@ class WindowAttention:
   def __call__(self, x: Tensor, mask: Tensor | None) -> Tensor:
     bw, n, c = x.shape
     q, k, v = self.qkv(x).reshape(bw, n, 3, self.heads, c // self.heads).permute(2, 0, 3, 1, 4)
-    scores = (q * self.scale) @ k.transpose(-2, -1) + self.position_bias().unsqueeze(0)
-    if mask is not None:
+    bias = self.position_bias().unsqueeze(0)
+    if mask is not None:  # window i of the batch is window i % windows of its image
       windows = mask.shape[0]
-      scores = (scores.reshape(bw // windows, windows, self.heads, n, n) + mask.reshape(1, windows, 1, n, n))
-      scores = scores.reshape(bw, self.heads, n, n)
-    return self.proj((scores.softmax(-1) @ v).transpose(1, 2).reshape(bw, n, c))
+      bias = (bias + mask.reshape(windows, 1, n, n)).repeat(bw // windows, 1, 1, 1)
+    return self.proj(attention(q, k, v, bias).transpose(1, 2).reshape(bw, n, c))
 
 
 class Mlp:
