@@ -12,9 +12,9 @@ from __future__ import annotations
 from tinygrad import Tensor, nn
 
 from ..ops import pixel_shuffle, resize
-from ..runtime.attention import attention
+from ..runtime.transformer import attention, linear
 from .base import SRNet
-from .layers import PatchExpand
+from .layers import Linear, PatchExpand
 from .registry import create_model, register
 from .swinir import image_of, mirror_pad_to, tokens_of
 
@@ -25,11 +25,11 @@ class MultiheadSelfAttention:
     bound = (6 / (dim + 3 * dim)) ** 0.5
     self.in_proj_weight = Tensor.uniform(3 * dim, dim, low=-bound, high=bound)
     self.in_proj_bias = Tensor.zeros(3 * dim)
-    self.out_proj = nn.Linear(dim, dim)
+    self.out_proj = Linear(dim, dim)
 
   def __call__(self, x: Tensor) -> Tensor:
     b, n, d = x.shape
-    qkv = x.linear(self.in_proj_weight.T, self.in_proj_bias).reshape(b, n, 3, self.heads, d // self.heads)
+    qkv = linear(x, self.in_proj_weight, self.in_proj_bias).reshape(b, n, 3, self.heads, d // self.heads)
     q, k, v = qkv.permute(2, 0, 3, 1, 4)
     attended = attention(q, k, v)
     return self.out_proj(attended.transpose(1, 2).reshape(b, n, d))
@@ -40,7 +40,7 @@ class EncoderBlock:
 
   def __init__(self, dim: int, heads: int, hidden: int):
     self.self_attn = MultiheadSelfAttention(dim, heads)
-    self.linear1, self.linear2 = nn.Linear(dim, hidden), nn.Linear(hidden, dim)
+    self.linear1, self.linear2 = Linear(dim, hidden), Linear(hidden, dim)
     self.norm1, self.norm2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
 
   def __call__(self, x: Tensor) -> Tensor:

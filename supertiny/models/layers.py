@@ -9,6 +9,7 @@ from tinygrad import Tensor, nn
 
 from ..ops import pixel_shuffle, tanh
 from ..runtime.conv import conv2d
+from ..runtime.transformer import linear
 
 ACTIVATIONS = ("relu", "tanh", "prelu", "leaky_relu", "gelu")
 
@@ -51,6 +52,14 @@ class Conv2d(nn.Conv2d):
 
   def __call__(self, x: Tensor) -> Tensor:
     return conv2d(x, self.weight, self.bias, padding=self.padding)
+
+
+class Linear(nn.Linear):
+  """tinygrad's nn.Linear (same weights and result) through supertiny.runtime.transformer.linear, which realizes its
+  input first so the LayerNorm or GELU before it is computed once, not once per output feature."""
+
+  def __call__(self, x: Tensor) -> Tensor:
+    return linear(x, self.weight, self.bias)
 
 
 class SameConvTranspose2d(nn.ConvTranspose2d):

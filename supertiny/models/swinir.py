@@ -14,10 +14,10 @@ import numpy as np
 from tinygrad import Tensor, nn
 
 from ..ops import pixel_shuffle
-from ..runtime.attention import attention
+from ..runtime.transformer import attention
 from .base import SRNet
 from .edsr import DIV2K_RGB_MEAN
-from .layers import conv
+from .layers import Linear, conv
 from .registry import register
 
 
@@ -67,8 +67,8 @@ class WindowAttention:
   def __init__(self, dim: int, window: int, heads: int):
     self.window, self.heads = window, heads
     self.relative_position_bias_table = Tensor.normal((2 * window - 1) ** 2, heads, std=0.02)
-    self.qkv = nn.Linear(dim, 3 * dim)
-    self.proj = nn.Linear(dim, dim)
+    self.qkv = Linear(dim, 3 * dim)
+    self.proj = Linear(dim, dim)
 
   def position_bias(self) -> Tensor:
     n = self.window * self.window
@@ -87,7 +87,7 @@ class WindowAttention:
 
 class Mlp:
   def __init__(self, dim: int, hidden: int):
-    self.fc1, self.fc2 = nn.Linear(dim, hidden), nn.Linear(hidden, dim)
+    self.fc1, self.fc2 = Linear(dim, hidden), Linear(hidden, dim)
 
   def __call__(self, x: Tensor) -> Tensor:
     return self.fc2(self.fc1(x).gelu(approximate="none"))

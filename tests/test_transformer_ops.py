@@ -1,4 +1,4 @@
-"""supertiny.runtime.attention equals PyTorch's scaled dot-product attention, forward and backward."""
+"""supertiny.runtime.transformer: attention and linear equal PyTorch's, forward and backward."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 import torch
 from tinygrad import Tensor
 
-from supertiny.runtime.attention import attention
+from supertiny.runtime.transformer import attention, linear
 
 
 # (batch, heads, tokens, head dim, bias shape): no bias; a per-head bias shared by the batch (SwinIR's relative
@@ -32,4 +32,23 @@ def test_forward_and_gradients_equal_pytorch(shape):
 
   np.testing.assert_allclose(out.numpy(), expected.detach().numpy(), rtol=1e-5, atol=1e-5)
   for ours, theirs in ((gq, tq), (gk, tk), (gv, tv)) + (() if bias is None else ((gbias, tbias),)):
+    np.testing.assert_allclose(ours.grad.numpy(), theirs.grad.numpy(), rtol=1e-4, atol=1e-4)
+
+
+def test_linear_equals_pytorch_forward_and_backward():
+  rng = np.random.default_rng(3)
+  # the input is a GELU's output, as in the transformers' MLPs: what linear realizes before its matmul
+  x, weight, bias = (rng.standard_normal(s).astype(np.float32) for s in ((2, 9, 12), (5, 12), (5,)))
+  target = rng.standard_normal((2, 9, 5)).astype(np.float32)
+
+  tx, tw, tb = (torch.tensor(a, requires_grad=True) for a in (x, weight, bias))
+  expected = torch.nn.functional.linear(torch.nn.functional.gelu(tx), tw, tb)
+  ((expected - torch.from_numpy(target)) ** 2).sum().backward()
+
+  gx, gw, gb = Tensor(x), Tensor(weight), Tensor(bias)
+  out = linear(gx.gelu(approximate="none"), gw, gb)
+  ((out - Tensor(target)) ** 2).sum().backward()
+
+  np.testing.assert_allclose(out.numpy(), expected.detach().numpy(), rtol=1e-5, atol=1e-5)
+  for ours, theirs in ((gx, tx), (gw, tw), (gb, tb)):
     np.testing.assert_allclose(ours.grad.numpy(), theirs.grad.numpy(), rtol=1e-4, atol=1e-4)

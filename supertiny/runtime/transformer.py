@@ -1,0 +1,29 @@
+"""Attention and linear layers shaped for tinygrad's scheduler.
+
+tinygrad fuses elementwise work into the kernels that consume it. Where the consumer is a matmul, every input
+element is read once per output column, so a fused producer (LayerNorm, GELU, softmax) is recomputed that many
+times: 128-512 times in the transformers' linear layers and attention. Written plainly, the softmax is also
+recomputed in the backward pass, and the gradients of q, k and v (one reshaped tensor in both attention models) are
+summed in one kernel with three reductions. Realizing a matmul's input once, and keeping the three gradients apart,
+gives the same values several times faster (docs/performance.md, "Attention and linear layers").
+"""
+
+from __future__ import annotations
+
+import math
+
+from tinygrad import Tensor
+
+
+def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+  """x @ weight.T + bias (torch's layout: weight is out x in), its input realized first."""
+  return x.contiguous().linear(weight.T, bias)
+
+
+def attention(q: Tensor, k: Tensor, v: Tensor, bias: Tensor | None = None) -> Tensor:
+  """softmax(q k^T / sqrt(d) + bias) v over the last two axes (..., tokens, d); `bias` broadcasts to the scores."""
+  q, k, v = q.contiguous_backward(), k.contiguous_backward(), v.contiguous_backward()
+  scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])
+  if bias is not None:
+    scores = scores + bias
+  return scores.softmax(-1).contiguous() @ v
