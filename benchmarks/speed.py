@@ -41,6 +41,7 @@ MODELS = {
   "fsrcnn": (3, 1, {}, "ref.FSRCNN(3, 1)"),
   "vdsr": (2, 1, {}, "ref.VDSR(2, 1)"),
   "swinir-light": (4, 3, {}, "ref.SwinIRLight(4)"),
+  "conv-transformer": (4, 3, {}, "ref.ConvTransformer(4, 3)"),
 }
 
 CHILD = r"""
@@ -168,7 +169,7 @@ def cases(quick: bool, names: list[str], gpu: bool = False,
       out.append((name, "train", 16, (48, 48), 10 if quick else 30))
       out.append((name, "infer", infer_batch, (270, 480), 20 if quick else 50))
       continue
-    heavy = name in ("edsr-baseline", "vdsr", "swinir-light")
+    heavy = name in ("edsr-baseline", "vdsr", "swinir-light", "conv-transformer")
     # light models get more calls: on this shared 2-core machine a median of three ESPCN steps moved by 50%
     out.append((name, "train", 16, (24, 24) if not heavy or quick else (48, 48), 3 if heavy and quick else 10))
     out.append((name, "infer", 1, (64, 64), 5 if heavy and quick else 20))
@@ -176,6 +177,8 @@ def cases(quick: bool, names: list[str], gpu: bool = False,
       out.append((name, "infer", 1, (256, 256), 3 if heavy else 10))
       if name == "espcn":
         out.append((name, "infer", 1, (270, 480), 10))  # x4 to 1920x1080
+      if name == "conv-transformer":
+        out.append((name, "train", 16, (80, 80), 3))  # the paper study's step (docs/paper.md), 400 tokens an image
   return out
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from tinygrad import Tensor
+from tinygrad import Context, Tensor
 
 from supertiny.runtime.transformer import attention, linear
 
@@ -14,7 +14,8 @@ from supertiny.runtime.transformer import attention, linear
 # positions); a full bias (SwinIR's shifted-window mask added)
 @pytest.mark.parametrize("shape", [(2, 3, 7, 4, None), (3, 2, 9, 8, (1, 2, 9, 9)), (4, 2, 16, 4, (4, 2, 16, 16))],
                          ids=lambda s: "x".join(map(str, s[:4])) + ("" if s[4] is None else "-bias"))
-def test_forward_and_gradients_equal_pytorch(shape):
+@pytest.mark.parametrize("mode", [0, 1], ids=["inference", "training"])  # attention stages differently in each
+def test_forward_and_gradients_equal_pytorch(shape, mode):
   batch, heads, tokens, dim, bias_shape = shape
   rng = np.random.default_rng(tokens)
   q, k, v, target = (rng.standard_normal((batch, heads, tokens, dim)).astype(np.float32) for _ in range(4))
@@ -27,8 +28,9 @@ def test_forward_and_gradients_equal_pytorch(shape):
 
   gq, gk, gv = Tensor(q), Tensor(k), Tensor(v)
   gbias = None if bias is None else Tensor(bias)
-  out = attention(gq, gk, gv, gbias)
-  ((out - Tensor(target)) ** 2).sum().backward()
+  with Context(TRAINING=mode):
+    out = attention(gq, gk, gv, gbias)
+    ((out - Tensor(target)) ** 2).sum().backward()
 
   np.testing.assert_allclose(out.numpy(), expected.detach().numpy(), rtol=1e-5, atol=1e-5)
   for ours, theirs in ((gq, tq), (gk, tk), (gv, tv)) + (() if bias is None else ((gbias, tbias),)):

@@ -5,7 +5,8 @@ element is read once per output column, so a fused producer (LayerNorm, GELU, so
 times: 128-512 times in the transformers' linear layers and attention. Written plainly, the softmax is also
 recomputed in the backward pass, and the gradients of q, k and v (one reshaped tensor in both attention models) are
 summed in one kernel with three reductions. Realizing a matmul's input once, and keeping the three gradients apart,
-gives the same values several times faster (docs/performance.md, "Attention and linear layers").
+gives the same values several times faster; in training the softmax's stages and each linear output's gradient are
+realized too, so the backward pass recomputes nothing (docs/performance.md, "Attention and linear layers").
 """
 
 from __future__ import annotations
@@ -13,11 +14,13 @@ from __future__ import annotations
 import math
 
 from tinygrad import Tensor
+from tinygrad.helpers import TRAINING
 
 
 def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
   """x @ weight.T + bias (torch's layout: weight is out x in), its input realized first."""
-  return x.contiguous().linear(weight.T, bias)
+  flat = x.contiguous().reshape(-1, x.shape[-1])
+  return flat.linear(weight.T, bias).contiguous_backward().reshape(*x.shape[:-1], weight.shape[0])
 
 
 def attention(q: Tensor, k: Tensor, v: Tensor, bias: Tensor | None = None) -> Tensor:
@@ -26,4 +29,10 @@ def attention(q: Tensor, k: Tensor, v: Tensor, bias: Tensor | None = None) -> Te
   scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])
   if bias is not None:
     scores = scores + bias
-  return scores.softmax(-1).contiguous() @ v
+  if not TRAINING:  # fused: recomputing the short q.k products is cheaper than storing the scores between stages
+    return scores.softmax(-1).contiguous() @ v
+  # for the backward pass, every stage realized, so no score or exponential is computed twice; the shift by the row
+  # maximum has no gradient (softmax ignores it), so it is detached rather than differentiated through max
+  scores = scores.contiguous()
+  exps = (scores - scores.max(-1, keepdim=True).detach()).exp().contiguous()
+  return (exps / exps.sum(-1, keepdim=True)).contiguous() @ v
