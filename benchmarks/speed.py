@@ -33,15 +33,17 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# name, scale, channels, tinygrad options, PyTorch reference constructor (evaluated in the child)
+# benchmark name: zoo model, scale, channels, tinygrad options, PyTorch reference constructor (evaluated in the child)
 MODELS = {
-  "espcn": (4, 1, {}, "ref.ESPCN(4, 1)"),
-  "edsr-baseline": (4, 3, {}, "ref.EDSR(4)"),
-  "srcnn": (3, 1, {}, "ref.SRCNN(3, 1)"),
-  "fsrcnn": (3, 1, {}, "ref.FSRCNN(3, 1)"),
-  "vdsr": (2, 1, {}, "ref.VDSR(2, 1)"),
-  "swinir-light": (4, 3, {}, "ref.SwinIRLight(4)"),
-  "conv-transformer": (4, 3, {}, "ref.ConvTransformer(4, 3)"),
+  "espcn": ("espcn", 4, 1, {}, "ref.ESPCN(4, 1)"),
+  "edsr-baseline": ("edsr-baseline", 4, 3, {}, "ref.EDSR(4)"),
+  "srcnn": ("srcnn", 3, 1, {}, "ref.SRCNN(3, 1)"),
+  "fsrcnn": ("fsrcnn", 3, 1, {}, "ref.FSRCNN(3, 1)"),
+  "vdsr": ("vdsr", 2, 1, {}, "ref.VDSR(2, 1)"),
+  "swinir-light": ("swinir-light", 4, 3, {}, "ref.SwinIRLight(4)"),
+  "conv-transformer": ("conv-transformer", 4, 3, {}, "ref.ConvTransformer(4, 3)"),
+  # the paper study's multi-layer model (docs/paper.md): SRCNN 5-5-3 on RGB, x4, in HR space
+  "srcnn-5-5-3": ("srcnn", 4, 3, {"variant": "paper"}, "ref.SRCNN(4, 3, kernels=(5, 5, 3))"),
 }
 
 CHILD = r"""
@@ -53,7 +55,7 @@ from timing import median_ms
 import numpy as np
 framework, name, mode, batch, height, width, iters = sys.argv[2], sys.argv[3], sys.argv[4], *map(int, sys.argv[5:9])
 half = os.environ.get("BENCH_HALF") == "1"
-scale, channels, options, reference = json.loads(sys.argv[9])
+model_name, scale, channels, options, reference = json.loads(sys.argv[9])
 rng = np.random.default_rng(0)
 lr = rng.random((batch, channels, height, width), dtype=np.float32)
 hr = rng.random((batch, channels, height * scale, width * scale), dtype=np.float32)
@@ -67,7 +69,7 @@ if framework == "tinygrad":
   from supertiny.train import LOSSES, make_train_step, training
   device = Device.DEFAULT
   cores = core_devices(int(os.environ["BENCH_CORES"]) if os.environ.get("BENCH_CORES") else None)
-  model = create_model(name, scale=scale, channels=channels, **options)
+  model = create_model(model_name, scale=scale, channels=channels, **options)
   if mode == "train" and len(cores) > 1:  # one thread and CPU device per core, a share of the batch each
     step = SplitTrainStep(model, Adam(model.parameters(), lr=1e-4), LOSSES["l1"], cores)
     def call():
@@ -142,8 +144,7 @@ def on_gpu() -> bool:
 
 def measure(framework: str, name: str, mode: str, batch: int, size: tuple[int, int], iters: int,
             threads: int | None = None, half: bool = False, cores: int | None = None) -> dict | None:
-  scale, channels, options, reference = MODELS[name]
-  spec = json.dumps([scale, channels, options, reference])
+  spec = json.dumps(MODELS[name])
   env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
   if half:
     env.update(BENCH_HALF="1", DEFAULT_FLOAT="HALF")
@@ -169,7 +170,7 @@ def cases(quick: bool, names: list[str], gpu: bool = False,
       out.append((name, "train", 16, (48, 48), 10 if quick else 30))
       out.append((name, "infer", infer_batch, (270, 480), 20 if quick else 50))
       continue
-    heavy = name in ("edsr-baseline", "vdsr", "swinir-light", "conv-transformer")
+    heavy = name in ("edsr-baseline", "vdsr", "swinir-light", "conv-transformer", "srcnn-5-5-3")
     # light models get more calls: on this shared 2-core machine a median of three ESPCN steps moved by 50%
     out.append((name, "train", 16, (24, 24) if not heavy or quick else (48, 48), 3 if heavy and quick else 10))
     out.append((name, "infer", 1, (64, 64), 5 if heavy and quick else 20))
@@ -177,8 +178,8 @@ def cases(quick: bool, names: list[str], gpu: bool = False,
       out.append((name, "infer", 1, (256, 256), 3 if heavy else 10))
       if name == "espcn":
         out.append((name, "infer", 1, (270, 480), 10))  # x4 to 1920x1080
-      if name == "conv-transformer":
-        out.append((name, "train", 16, (80, 80), 3))  # the paper study's step (docs/paper.md), 400 tokens an image
+      if name in ("conv-transformer", "srcnn-5-5-3"):
+        out.append((name, "train", 16, (80, 80), 3))  # the paper study's step (docs/paper.md)
   return out
 
 
