@@ -124,6 +124,16 @@ def compile_in_process() -> None:
   PARALLEL.value = 0
 
 
+def training_mode() -> bool:
+  """Whether `Context(TRAINING=1)` is in force (tinygrad.helpers.TRAINING, which tinygrad's BatchNorm reads too);
+  False on a tinygrad without that name, where the callers' inference form is as correct, only slower to train."""
+  try:
+    from tinygrad.helpers import TRAINING
+  except ImportError:
+    return False
+  return bool(TRAINING)
+
+
 def lowering_for(out: Tensor) -> contextlib.AbstractContextManager:
   """The context to lower `out`'s kernels in: on the CPU, when `out` has no reduction of its own (its convolutions
   are SuperTiny's kernels, which carry their own schedule), without tinygrad's hand-coded optimizations. For

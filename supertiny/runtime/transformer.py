@@ -14,11 +14,13 @@ from __future__ import annotations
 import math
 
 from tinygrad import Tensor
-from tinygrad.helpers import TRAINING
+
+from .internals import training_mode
 
 
 def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
-  """x @ weight.T + bias (torch's layout: weight is out x in), its input realized first."""
+  """x @ weight.T + bias (torch's layout: weight is out x in), its input realized first and, in the backward pass,
+  its output's gradient (both are read by a matmul)."""
   flat = x.contiguous().reshape(-1, x.shape[-1])
   return flat.linear(weight.T, bias).contiguous_backward().reshape(*x.shape[:-1], weight.shape[0])
 
@@ -29,7 +31,7 @@ def attention(q: Tensor, k: Tensor, v: Tensor, bias: Tensor | None = None) -> Te
   scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])
   if bias is not None:
     scores = scores + bias
-  if not TRAINING:  # fused: recomputing the short q.k products is cheaper than storing the scores between stages
+  if not training_mode():  # fused: recomputing the short q.k products is cheaper than storing the scores between stages
     return scores.softmax(-1).contiguous() @ v
   # for the backward pass, every stage realized, so no score or exponential is computed twice; the shift by the row
   # maximum has no gradient (softmax ignores it), so it is detached rather than differentiated through max
