@@ -1,4 +1,5 @@
-"""supertiny.runtime.transformer: attention and linear equal PyTorch's, forward and backward."""
+"""supertiny.runtime.transformer and .matmul: attention, linear and the matmul kernels equal PyTorch's, forward and
+backward."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import pytest
 import torch
 from tinygrad import Context, Tensor
 
+from supertiny.runtime.matmul import matmul, product
 from supertiny.runtime.transformer import attention, linear
 
 
@@ -54,3 +56,34 @@ def test_linear_equals_pytorch_forward_and_backward():
   np.testing.assert_allclose(out.numpy(), expected.detach().numpy(), rtol=1e-5, atol=1e-5)
   for ours, theirs in ((gx, tx), (gw, tw), (gb, tb)):
     np.testing.assert_allclose(ours.grad.numpy(), theirs.grad.numpy(), rtol=1e-4, atol=1e-4)
+
+
+# (batch axes, rows, reduction, columns): rows that 3 and 5 do not divide and columns that 16 does not (both padded),
+# attention's batch of images and heads, a long reduction as in the weight gradients
+@pytest.mark.parametrize("shape", [((), 7, 33, 17), ((2, 3), 10, 16, 40), ((), 48, 5, 512), ((), 4, 300, 24)],
+                         ids=lambda s: "x".join(map(str, (*s[0], *s[1:]))))
+def test_matmul_equals_pytorch_forward_and_backward(shape):
+  batch, rows, reduction, columns = shape
+  rng = np.random.default_rng(rows)
+  a, b = (rng.standard_normal((*batch, *s)).astype(np.float32) for s in ((rows, reduction), (reduction, columns)))
+  target = rng.standard_normal((*batch, rows, columns)).astype(np.float32)
+
+  ta, tb = (torch.tensor(x, requires_grad=True) for x in (a, b))
+  expected = ta @ tb
+  ((expected - torch.from_numpy(target)) ** 2).sum().backward()
+
+  ga, gb = Tensor(a), Tensor(b)
+  out = matmul(ga, gb)
+  ((out - Tensor(target)) ** 2).sum().backward()
+
+  np.testing.assert_allclose(out.numpy(), expected.detach().numpy(), rtol=1e-5, atol=1e-4)
+  for ours, theirs in ((ga, ta), (gb, tb)):
+    np.testing.assert_allclose(ours.grad.numpy(), theirs.grad.numpy(), rtol=1e-4, atol=1e-3)
+
+
+@pytest.mark.parametrize("rows", [40, 6], ids=["rows-longer", "rows-shorter"])  # the first computes the transpose
+def test_transposed_product_equals_pytorch(rows):
+  rng = np.random.default_rng(rows)
+  a, b = rng.standard_normal((20, rows)).astype(np.float32), rng.standard_normal((20, 8)).astype(np.float32)
+  np.testing.assert_allclose(product(Tensor(a), Tensor(b), transposed=True).numpy(),
+                             (torch.from_numpy(a).T @ torch.from_numpy(b)).numpy(), rtol=1e-5, atol=1e-5)

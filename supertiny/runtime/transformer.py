@@ -16,25 +16,33 @@ import math
 from tinygrad import Tensor
 
 from .internals import training_mode
+from .matmul import matmul
 
 
 def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
   """x @ weight.T + bias (torch's layout: weight is out x in), its input realized first and, in the backward pass,
   its output's gradient (both are read by a matmul)."""
-  flat = x.contiguous().reshape(-1, x.shape[-1])
-  return flat.linear(weight.T, bias).contiguous_backward().reshape(*x.shape[:-1], weight.shape[0])
+  out = matmul(x.contiguous().reshape(-1, x.shape[-1]), weight.T)
+  if bias is not None:
+    out = out + bias
+  return out.contiguous_backward().reshape(*x.shape[:-1], weight.shape[0])
 
 
 def attention(q: Tensor, k: Tensor, v: Tensor, bias: Tensor | None = None) -> Tensor:
   """softmax(q k^T / sqrt(d) + bias) v over the last two axes (..., tokens, d); `bias` broadcasts to the scores."""
   q, k, v = q.contiguous_backward(), k.contiguous_backward(), v.contiguous_backward()
-  scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])
+  training = training_mode()
+  # in inference the q.k products fuse into the softmax (recomputing the short products is cheaper than storing the
+  # scores between stages); in training every stage is realized, so the backward pass computes none of them twice
+  if training:  # scaled on the short side: one pass less over the scores, forward and backward
+    scores = matmul(q * (1 / math.sqrt(q.shape[-1])), k.transpose(-2, -1))
+  else:
+    scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])
   if bias is not None:
     scores = scores + bias
-  if not training_mode():  # fused: recomputing the short q.k products is cheaper than storing the scores between stages
+  if not training:
     return scores.softmax(-1).contiguous() @ v
-  # for the backward pass, every stage realized, so no score or exponential is computed twice; the shift by the row
-  # maximum has no gradient (softmax ignores it), so it is detached rather than differentiated through max
+  # the shift by the row maximum has no gradient (softmax ignores it): detached rather than differentiated through max
   scores = scores.contiguous()
   exps = (scores - scores.max(-1, keepdim=True).detach()).exp().contiguous()
-  return (exps / exps.sum(-1, keepdim=True)).contiguous() @ v
+  return matmul((exps / exps.sum(-1, keepdim=True)).contiguous(), v)
