@@ -3,10 +3,10 @@
 SuperTiny's speed on the CPU leans on parts of tinygrad 0.14 that are not its public API: the uops and buffers
 behind a tensor (zero-copy host views, refilling a jit's input in place), a captured jit's calls and the compiled
 programs behind them (direct replay), the allocator's cache, and the kernel-building types of `custom_kernel`
-(supertiny.runtime.conv). When the installed tinygrad is not the version these were written for, or any name is
-missing, or `SUPERTINY_INTERNALS=off` is set, `USABLE` is False, one warning says so, and every path falls back to
-public tinygrad: TinyJit's own replay, `Tensor.conv2d`, `Tensor.numpy()` and `assign`. Results stay the same;
-only speed changes.
+(supertiny.runtime.conv and .matmul). When the installed tinygrad is not the version these were written for, or any
+name is missing, or `SUPERTINY_INTERNALS=off` is set, `USABLE` is False, one warning says so, and every path falls
+back to public tinygrad: TinyJit's own replay, `Tensor.conv2d` and matmul, `Tensor.numpy()` and `assign`. Results
+stay the same; only speed changes.
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ USABLE = REASON is None
 if USABLE:
   from tinygrad.engine.realize import get_runtime, resolve_params
   from tinygrad.helpers import DEBUG, PROFILE, ansistrip, to_tuple
-  from tinygrad.uop.ops import AxisType, KernelInfo, Ops, UOp  # supertiny.runtime.conv builds its kernels with them
+  from tinygrad.uop.ops import AxisType, KernelInfo, Ops, UOp  # runtime.conv and .matmul build their kernels with them
 else:
   AxisType = KernelInfo = Ops = UOp = None  # type: ignore[assignment,misc]
   warnings.warn(f"{REASON}: running on public tinygrad (TinyJit replay, Tensor.conv2d), slower", stacklevel=2)

@@ -9,6 +9,7 @@ stride, for the same reason as the convolution's (clang builds 8-wide vectors fr
 
 Row blocks of 3 or 5 rows: with 2, 4, 6 or 8 the same kernel ran 3-10x slower on this CPU (measured, not
 understood). Each result sums its products in order over the reduction, whatever the shapes, like tinygrad's.
+The kernels run where supertiny.runtime.conv's do (`kernel_path`: the CPU, unless SUPERTINY_CONV=tinygrad).
 """
 
 from __future__ import annotations
