@@ -1,11 +1,13 @@
-"""Matrix products written as explicit tinygrad kernels for the CPU backend (the transformers' linear layers).
+"""Matrix products written as explicit tinygrad kernels for the CPU backend (the transformers' linear layers and
+attention in training).
 
 tinygrad's own matmul on the CPU runs the transformers' linear layers at 5-10 GFLOP/s, their weight gradients
 at 2-6: its heuristics upcast the reduction, as with convolutions (supertiny.runtime.conv). Here a register block
 of `mu` rows times 16 columns of the result is accumulated over the whole reduction, the right-hand matrix packed
 so that the 16 columns one block reads lie in one contiguous run (as BLAS libraries pack it): 25-70 GFLOP/s on one
-core (docs/performance.md, "Linear layers"). The result's rows get one unused column in front, an odd row
-stride, for the same reason as the convolution's (clang builds 8-wide vectors from single-float stores).
+core (docs/performance.md, "Attention and linear layers": matmul kernels). The result's rows get one unused
+column in front, an odd row stride, for the same reason as the convolution's (clang builds 8-wide vectors from
+single-float stores).
 
 Row blocks of 3 or 5 rows: with 2, 4, 6 or 8 the same kernel ran 3-10x slower on this CPU (measured, not
 understood). Each result sums its products in order over the reduction, whatever the shapes, like tinygrad's.
@@ -65,7 +67,7 @@ def _product_kernel(out: UOp, a: UOp, packed: UOp, mu: int, transposed: bool) ->
   images, rows, stride = out.shape
   _, blocks, reduction, _ = packed.shape
   # the weight gradient (transposed) reads a long reduction: its right-hand block stays in L2 while the row blocks
-  # pass (the other order reread the whole right-hand matrix per row block: 1.5x slower)
+  # pass (the other order rereads the whole right-hand matrix per row block; measured slower)
   i = UOp.range(images, 0)
   if transposed:
     nb, mb = UOp.range(blocks, 1), UOp.range(rows // mu, 2)
