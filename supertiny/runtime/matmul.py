@@ -16,6 +16,8 @@ The kernels run where supertiny.runtime.conv's do (`kernel_path`: the CPU, unles
 
 from __future__ import annotations
 
+import math
+
 from tinygrad import Tensor, dtypes
 
 from .conv import kernel_path
@@ -43,9 +45,7 @@ def product(a: Tensor, b: Tensor, transposed: bool = False) -> Tensor:
     # weight gradients: the kernel is fastest with the longer side across the 16-column blocks (512 x 128 from
     # 3200 products ran at a third of the speed of 128 x 512), so compute the transpose and turn the small result
     return product(b, a, transposed=True).transpose(-2, -1)
-  images = 1
-  for n in batch:
-    images *= n
+  images = math.prod(batch)
   a, b = a.reshape(images, *a.shape[-2:]), b.reshape(images, reduction, columns)
   rows = a.shape[2] if transposed else a.shape[1]
   mu = next((u for u in ROW_BLOCKS if rows % u == 0), ROW_BLOCKS[-1])

@@ -31,17 +31,15 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
 def attention(q: Tensor, k: Tensor, v: Tensor, bias: Tensor | None = None) -> Tensor:
   """softmax(q k^T / sqrt(d) + bias) v over the last two axes (..., tokens, d); `bias` broadcasts to the scores."""
   q, k, v = q.contiguous_backward(), k.contiguous_backward(), v.contiguous_backward()
-  training = training_mode()
-  # in inference the q.k products fuse into the softmax (recomputing the short products is cheaper than storing the
-  # scores between stages); in training every stage is realized, so the backward pass computes none of them twice
-  if training:  # scaled on the short side: one pass less over the scores, forward and backward
-    scores = matmul(q * (1 / math.sqrt(q.shape[-1])), k.transpose(-2, -1))
-  else:
+  if not training_mode():
+    # fused: recomputing the short q.k products is cheaper than storing the scores between stages
     scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])
+    return (scores if bias is None else scores + bias).softmax(-1).contiguous() @ v
+  # in training every stage is realized, so the backward pass computes none of them twice; 1/sqrt(d) multiplies q
+  # (d values a token) rather than the scores (one per pair of tokens)
+  scores = matmul(q * (1 / math.sqrt(q.shape[-1])), k.transpose(-2, -1))
   if bias is not None:
     scores = scores + bias
-  if not training:
-    return scores.softmax(-1).contiguous() @ v
   # the shift by the row maximum has no gradient (softmax ignores it): detached rather than differentiated through max
   scores = scores.contiguous()
   exps = (scores - scores.max(-1, keepdim=True).detach()).exp().contiguous()
