@@ -12,7 +12,7 @@ os.environ.setdefault("SUPERTINY_CACHE", tempfile.mkdtemp(prefix="supertiny-test
 ASSETS = Path(__file__).parent / "assets"
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def assets() -> Path:
   """Set5 and Set14, bundled with the tests (see assets/SOURCES.md)."""
   return ASSETS

@@ -13,7 +13,7 @@ import pytest
 
 from supertiny.checkpoint import model_from_checkpoint, read_checkpoint
 from supertiny.cli import main
-from supertiny.data.images import read_image
+from supertiny.data.images import read_image, write_image
 from supertiny.errors import SuperTinyError
 from supertiny.train import TrainConfig, learning_rate, load_config, resolve_devices, train
 
@@ -58,8 +58,19 @@ def _config(assets: Path, **overrides) -> dict:
   return values
 
 
-def test_checkpoint_rebuilds_the_model_and_scores(tmp_path, assets):
-  summary = train(TrainConfig.from_dict(_config(assets)), tmp_path / "run", progress=False, report=lambda _: None)
+@pytest.fixture(scope="module")
+def val_crops(tmp_path_factory, assets) -> str:
+  """Two 48x48 crops of Set5 images for the runs that validate: one image size compiles once, where Set5's five
+  sizes made validation most of a short run's time."""
+  folder = tmp_path_factory.mktemp("val_crops")
+  for name in ("baby", "bird"):
+    write_image(folder / f"{name}.png", read_image(assets / "Set5" / f"{name}.png")[100:148, 100:148])
+  return str(folder)
+
+
+def test_checkpoint_rebuilds_the_model_and_scores(tmp_path, assets, val_crops):
+  summary = train(TrainConfig.from_dict(_config(assets, val=val_crops)), tmp_path / "run", progress=False,
+                  report=lambda _: None)
   assert summary["step"] == 8 and math.isfinite(summary["best_psnr"])
   meta, tensors = read_checkpoint(tmp_path / "run" / "best.safetensors")
   assert meta["model"] == "single-kernel" and meta["scale"] == 2 and meta["channels"] == 1
@@ -211,9 +222,9 @@ def test_ctrl_c_saves_between_steps_and_exits_130(tmp_path, assets):
   assert saved == logged >= 30  # the checkpoint holds exactly the steps that were logged
 
 
-def test_data_parallel_training_equals_one_device(tmp_path, assets):
+def test_data_parallel_training_equals_one_device(tmp_path, assets, val_crops):
   """Two CPU devices, half the batch each: the weights after training equal a one-device run's."""
-  overrides = {"steps": 4, "batch": 4, "save_every": 4, "val_every": 4, "clip": 1.0}
+  overrides = {"steps": 4, "batch": 4, "save_every": 4, "val_every": 4, "clip": 1.0, "val": val_crops}
   train(TrainConfig.from_dict(_config(assets, **overrides)), tmp_path / "one", progress=False, report=print)
   train(TrainConfig.from_dict(_config(assets, **overrides, devices=["CPU:0", "CPU:1"])), tmp_path / "two",
         progress=False, report=print)
@@ -223,9 +234,10 @@ def test_data_parallel_training_equals_one_device(tmp_path, assets):
     np.testing.assert_allclose(two[1][key].numpy(), value.numpy(), rtol=1e-4, atol=1e-6, err_msg=key)
 
 
-def test_training_on_two_cores_equals_one_core(tmp_path, assets):
+def test_training_on_two_cores_equals_one_core(tmp_path, assets, val_crops):
   """One thread and CPU device per core, half the batch each (supertiny.runtime.cores): the same weights as one core."""
-  overrides = {"model": "espcn", "steps": 5, "batch": 4, "save_every": 5, "val_every": 5, "clip": 1.0}
+  overrides = {"model": "espcn", "steps": 5, "batch": 4, "save_every": 5, "val_every": 5, "clip": 1.0,
+               "val": val_crops}
   for cores in (1, 2):
     train(TrainConfig.from_dict(_config(assets, **overrides, cores=cores)), tmp_path / str(cores), progress=False,
           report=print)

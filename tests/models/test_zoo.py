@@ -34,7 +34,9 @@ CASES = [
   ("vdsr", 2, 1, {}, lambda: ref.VDSR(2, 1), [(1, 9, 12), (2, 7, 7)]),
   ("edsr-baseline", 4, 3, {}, lambda: ref.EDSR(4), [(1, 9, 12), (2, 7, 7)]),
   ("edsr-baseline", 3, 3, {}, lambda: ref.EDSR(3), [(1, 6, 5)]),
-  ("swinir-light", 4, 3, {}, lambda: ref.SwinIRLight(4), [(1, 7, 13), (1, 16, 9)]),
+  # one input size (each size compiles the 24 blocks anew, the zoo's slowest check): 12x13 pads to 2x2 windows of
+  # 8, so the shifted windows cross the padding on both axes
+  ("swinir-light", 4, 3, {}, lambda: ref.SwinIRLight(4), [(1, 12, 13)]),
   ("swinir-light", 2, 3, {"depths": (2, 2)}, lambda: ref.SwinIRLight(2, depths=(2, 2)), [(2, 12, 9)]),
   ("conv-transformer", 4, 3, {}, lambda: ref.ConvTransformer(4, 3), [(1, 9, 12), (2, 7, 7)]),
   ("conv-transformer", 2, 1, {"upsampler": "transposed", "depth": 2},
