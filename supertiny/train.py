@@ -56,10 +56,20 @@ def training() -> Context:
   return Context(TRAINING=1)
 
 
-def masked_l1(sr: Tensor, target: Tensor) -> Tensor:
+class MaskedL1:
   """Mean absolute error over the clear pixels of the HR; `target` carries the clear mask as its last channel."""
-  hr, clear = target[:, :-1], target[:, -1:]
-  return ((sr - hr).abs() * clear).sum() / (clear.sum() * hr.shape[1] + 1e-6)
+
+  def __call__(self, sr: Tensor, target: Tensor) -> Tensor:
+    hr, clear = target[:, :-1], target[:, -1:]
+    return ((sr - hr).abs() * clear).sum() / (self.weight(target) + 1e-6)
+
+  @staticmethod
+  def weight(target: Tensor) -> Tensor:
+    """The number of terms averaged (clear pixels times bands): a batch split over cores weights its shares by it."""
+    return target[:, -1:].sum() * (target.shape[1] - 1)
+
+
+masked_l1 = MaskedL1()
 
 
 def patch_batch(rng: np.random.Generator, inputs: np.ndarray, targets: np.ndarray, batch: int, patch: int,

@@ -21,7 +21,7 @@ from supertiny.models.weights import load_weights
 from supertiny.runtime import internals
 from supertiny.runtime.cores import CorePool, SplitTrainStep, core_devices, flat_cat, replicate
 from supertiny.runtime.runner import Runner
-from supertiny.train import l1_loss, training
+from supertiny.train import l1_loss, masked_l1, training
 
 sys.path.insert(0, str(Path(__file__).parent / "models"))
 import torch_reference as ref  # noqa: E402
@@ -97,13 +97,23 @@ def test_captures_stay_on_the_calling_thread(tmp_path):
     np.testing.assert_array_equal(out, model(Tensor(x)).numpy())
 
 
-@pytest.mark.parametrize("clip", [0.0, 0.05])
-def test_split_training_steps_equal_pytorch(tmp_path, clip):
+def clouded(rng: np.random.Generator, hr: np.ndarray) -> np.ndarray:
+  """`hr` with a clear mask as its last channel: the first share (two images) all clear, the second mostly cloud,
+  so a split that averaged the shares' masked means would weight the few clear pixels of the second 10 times."""
+  clear = np.ones((hr.shape[0], 1, *hr.shape[2:]), np.float32)
+  clear[2:] = rng.random((2, 1, *hr.shape[2:])) < 0.1
+  return np.concatenate([hr, clear], axis=1)
+
+
+@pytest.mark.parametrize("clip,masked", [(0.0, False), (0.05, False), (0.0, True)], ids=["l1", "clip", "masked"])
+def test_split_training_steps_equal_pytorch(tmp_path, clip, masked):
   model, reference = espcn_pair(tmp_path)
   rng = np.random.default_rng(2)
   batches = [(rng.random((4, 1, 9, 9), dtype=np.float32), rng.random((4, 1, 27, 27), dtype=np.float32))
              for _ in range(4)]
-  step = SplitTrainStep(model, Adam(get_parameters(model), lr=1e-3), l1_loss, TWO, clip=clip)
+  if masked:
+    batches = [(lr, clouded(rng, hr)) for lr, hr in batches]
+  step = SplitTrainStep(model, Adam(get_parameters(model), lr=1e-3), masked_l1 if masked else l1_loss, TWO, clip=clip)
   optimizer = torch.optim.Adam(reference.parameters(), lr=1e-3)
   for i, (lr, hr) in enumerate(batches):  # steps 3 and 4 run the two shares on two threads
     with training():
@@ -111,7 +121,12 @@ def test_split_training_steps_equal_pytorch(tmp_path, clip):
     for group in optimizer.param_groups:
       group["lr"] = 1e-3 * (i + 1)
     optimizer.zero_grad()
-    loss = (reference(torch.from_numpy(lr)) - torch.from_numpy(hr)).abs().mean()
+    target = torch.from_numpy(hr)
+    if masked:  # the whole batch's mean over its clear pixels
+      clear = target[:, -1:]
+      loss = ((reference(torch.from_numpy(lr)) - target[:, :-1]).abs() * clear).sum() / clear.sum()
+    else:
+      loss = (reference(torch.from_numpy(lr)) - target).abs().mean()
     loss.backward()
     if clip:
       torch.nn.utils.clip_grad_norm_(reference.parameters(), clip)

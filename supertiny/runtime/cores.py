@@ -287,14 +287,23 @@ def optimizer_tensors(optimizer: Optimizer) -> list[Tensor]:
   return state + [t for t in (getattr(optimizer, "b1_t", None), getattr(optimizer, "b2_t", None)) if t is not None]
 
 
+def share_weight(loss_fn: Callable[[Tensor, Tensor], Tensor], target: Tensor) -> Tensor:
+  """How much a share of the batch counts in the whole batch's loss: `loss_fn.weight(target)` where the loss
+  defines one (a masked mean counts the pixels it keeps), else 1 (plain means over equal shares). The split's loss
+  and gradient are the weighted means of the shares', so they are the whole batch's."""
+  weight = getattr(loss_fn, "weight", None)
+  return (weight(target) if weight is not None else Tensor.ones(1, device=target.device)).reshape(1).float()
+
+
 class SplitTrainStep:
   """A data-parallel training step over `devices` (the model's own first), one thread per device. Each device
   computes the loss and gradient of its share of the batch; then each reads the others' gradients, averages them
   in the same order and applies its own copy of `optimizer`, so the copies of the weights (and of the optimizer's
   state) stay equal bit for bit without being copied back. `step(lr, hr[, learning_rate])` takes numpy batches
   (NCHW, the batch a multiple of the device count) and a float, and returns the loss as a Tensor on the first
-  device; the update equals make_train_step's on the whole batch up to float rounding. `clip`: global
-  gradient-norm clipping. BatchNorm layers are refused: their statistics would be per share."""
+  device; the update equals make_train_step's on the whole batch up to float rounding, masked losses included
+  (`share_weight`). `clip`: global gradient-norm clipping. BatchNorm layers are refused: their statistics would
+  be per share."""
 
   def __init__(self, model: Callable[[Tensor], Tensor], optimizer: Optimizer,
                loss_fn: Callable[[Tensor, Tensor], Tensor], devices: Sequence[str], clip: float = 0.0):
@@ -328,7 +337,8 @@ class SplitTrainStep:
     def grads(lr: Tensor, hr: Tensor) -> list[Tensor]:
       value = loss_fn(replica(lr), hr)
       # one flat gradient: the other devices copy it in one piece
-      share = [value.reshape(1), flat_cat([g.contiguous().flatten() for g in value.gradient(*params)])]
+      share = [value.reshape(1), share_weight(loss_fn, hr),
+               flat_cat([g.contiguous().flatten() for g in value.gradient(*params)])]
       Tensor.realize(*share)
       return share
     return grads
@@ -340,12 +350,13 @@ class SplitTrainStep:
       return t if t.device == device else t.to(device)
 
     def update(rate: Tensor, *shares: Tensor) -> Tensor:
-      """shares: each device's loss and flat gradient, device by device."""
+      """shares: each device's loss, weight and flat gradient, device by device."""
       optimizer.lr.assign(rate.reshape(optimizer.lr.shape))
-      n = len(self.devices)
+      values, weights, flats = ([here(t) for t in shares[k::3]] for k in range(3))
       # the same sums in the same order on every device: their updates are identical
-      value = sum((here(t) for t in shares[2::2]), here(shares[0])) / n
-      flat = sum((here(t) for t in shares[3::2]), here(shares[1])) / n
+      total = sum(weights[1:], weights[0]).maximum(1e-6)
+      value = sum((v * w for v, w in zip(values[1:], weights[1:], strict=True)), values[0] * weights[0]) / total
+      flat = sum((g * w for g, w in zip(flats[1:], weights[1:], strict=True)), flats[0] * weights[0]) / total
       grads = [flat[a:b].reshape(p.shape) for p, a, b in zip(params, self.offsets[:-1], self.offsets[1:], strict=True)]
       if self.clip > 0:
         norm = flat.float().square().sum().sqrt()
