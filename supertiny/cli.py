@@ -895,7 +895,7 @@ def build_parser() -> argparse.ArgumentParser:
                                   "and bicubic on the test pairs, and writes results.{md,csv,json} and figures to "
                                   "--out. Settings: 'paper', 'ours', or either with switches changed: "
                                   "paper+loss (our loss), ours+batchnorm=running; switches: batchnorm, loss, "
-                                  "schedule, clip, augment, residual, tokens (docs/paper.md).")
+                                  "schedule, clip, augment, residual, tokens, head (docs/paper.md).")
   pp.add_argument("--data", default="../shared/datasets/BSDS200",
                   help="photos to make 100 pairs from (centre 320x320 crops, 80 train / 20 test), or a folder of "
                        "pairs as it is: train/{LR,HR} and test/{LR,HR} (or val, low_res/high_res), or one {LR,HR} "

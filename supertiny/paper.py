@@ -58,6 +58,9 @@ SWITCHES: dict[str, Switch] = {s.name: s for s in (
   Switch("tokens", "paper", "ours", ("paper", "ours"),
          "convolution-transformer only: 20x20-pixel patches upsampled by a transposed convolution, as the paper "
          "| 4x4-pixel patches upsampled by pixel shuffle"),
+  Switch("head", "default", "zero", ("default", "zero"),
+         "convolution-transformer only: its output layer starts from tinygrad's default initialisation | from zero, "
+         "so that with the residual the untrained model is bicubic"),
 )}
 
 
@@ -139,6 +142,8 @@ def model_options(method: str, values: dict[str, Any]) -> dict[str, Any]:
     paper_tokens = values["tokens"] == "paper"
     options.update(patch=20 if paper_tokens else 4, upsampler="transposed" if paper_tokens else "pixelshuffle",
                    residual=values["residual"])
+    if values["head"] == "zero":
+      options["zero_output"] = True
   elif values["residual"]:
     options["bicubic_residual"] = True
   return options

@@ -58,7 +58,8 @@ def test_paper_setting_puts_batchnorm_after_intermediate_layers_only():
     assert options.get("batchnorm", False) is spec.batchnorm
     assert not model_options(method, ours).get("batchnorm", False)
   assert model_options("conv-transformer", paper) == {"patch": 20, "upsampler": "transposed", "residual": False}
-  assert model_options("conv-transformer", ours) == {"patch": 4, "upsampler": "pixelshuffle", "residual": True}
+  assert model_options("conv-transformer", ours) == {"patch": 4, "upsampler": "pixelshuffle", "residual": True,
+                                                    "zero_output": True}
   assert model_options("espcn", ours) == {"variant": "paper", "batchnorm": False, "bicubic_residual": True}
 
 

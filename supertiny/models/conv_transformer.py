@@ -55,7 +55,7 @@ class ConvTransformer(SRNet):
 
   def __init__(self, scale: int, channels: int | None = 3, dim: int = 128, depth: int = 6, heads: int = 8,
                patch: int = 4, mlp_ratio: float = 4.0, upsampler: str = "pixelshuffle", embedder: str | None = None,
-               residual: bool = True):
+               residual: bool = True, zero_output: bool = False):
     super().__init__(scale, channels)
     if upsampler not in ("pixelshuffle", "transposed"):
       raise ValueError(f"unknown upsampler {upsampler!r}; choose 'pixelshuffle' or 'transposed'")
@@ -74,6 +74,11 @@ class ConvTransformer(SRNet):
       self.upsample = nn.Conv2d(dim, self.channels * block * block, 1)
     else:
       self.upsample = PatchExpand(dim, self.channels, block)
+    if zero_output:
+      # an untrained residual model is then bicubic itself; from the default start its output is noise of about
+      # half the pixel range, which Adam spends its first few hundred steps removing (docs/paper.md)
+      self.upsample.weight = Tensor.zeros(*self.upsample.weight.shape)
+      self.upsample.bias = Tensor.zeros(*self.upsample.bias.shape)
     self.receptive_field = None  # global attention
 
   def __call__(self, x: Tensor) -> Tensor:
