@@ -262,3 +262,14 @@ def test_conv_transformer_embedder_swaps_in_another_models_features():
   assert float(model.backbone.extract.layer.weight.grad.abs().sum().item()) > 0
   with pytest.raises(ValueError, match="no LR-space feature extractor"):
     create_model("conv-transformer", scale=2, channels=1, embedder="srcnn")
+
+
+def test_conv_transformer_with_a_zero_head_starts_as_bicubic_and_learns_its_head_first():
+  model = create_model("conv-transformer", scale=2, channels=3, depth=1, dim=32, heads=4, zero_output=True)
+  x = np.random.default_rng(0).random((1, 3, 9, 10), dtype=np.float32)
+  bicubic = create_model("bicubic", scale=2, channels=None)
+  np.testing.assert_allclose(model(Tensor(x)).numpy(), bicubic(Tensor(x)).numpy(), rtol=0, atol=1e-6)  # fused sums
+  (model(Tensor(x)) - Tensor(np.ones((1, 3, 18, 20), np.float32))).abs().mean().backward()
+  # only the head has a gradient at the start: everything before it is multiplied by its zeros
+  assert float(model.upsample.weight.grad.abs().sum().item()) > 0
+  assert float(model.embed.weight.grad.abs().sum().item()) == 0
