@@ -14,7 +14,7 @@ from tinygrad import Tensor, nn
 from ..ops import pixel_shuffle, resize
 from ..runtime.transformer import attention, linear
 from .base import SRNet
-from .layers import Linear, PatchExpand
+from .layers import Linear, PatchExpand, zeroed
 from .registry import create_model, register
 from .swinir import image_of, mirror_pad_to, tokens_of
 
@@ -77,8 +77,7 @@ class ConvTransformer(SRNet):
     if zero_output:
       # an untrained residual model is then bicubic itself; from the default start its output is noise of about
       # half the pixel range, which Adam spends its first few hundred steps removing (docs/paper.md)
-      self.upsample.weight = Tensor.zeros(*self.upsample.weight.shape)
-      self.upsample.bias = Tensor.zeros(*self.upsample.bias.shape)
+      zeroed(self.upsample)
     self.receptive_field = None  # global attention
 
   def __call__(self, x: Tensor) -> Tensor:

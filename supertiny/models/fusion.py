@@ -18,7 +18,7 @@ from tinygrad import Tensor
 
 from ..ops import pixel_shuffle, upsample
 from .base import SRNet
-from .layers import ResBlock, conv
+from .layers import ResBlock, conv, zeroed
 from .registry import register
 
 # reflectance difference at which a revisit counts e^-1 against the first one in the consensus; differences between
@@ -41,11 +41,9 @@ class RevisitFusion(SRNet):
     self.input_channels = revisits * (self.channels + 1)
     self.encode = [conv(2 * self.channels + 1, width, 3), *[ResBlock(width) for _ in range(blocks)]]
     self.attend = conv(width, 1, 3)
-    self.decode = [conv(2 * width, width, 3), conv(width, self.channels * scale * scale, 3)]
     # an untrained model predicts the consensus itself: trained on a few dozen targets, the residual has to earn
     # its place against it
-    self.decode[1].weight = Tensor.zeros(*self.decode[1].weight.shape)
-    self.decode[1].bias = Tensor.zeros(*self.decode[1].bias.shape)
+    self.decode = [conv(2 * width, width, 3), zeroed(conv(width, self.channels * scale * scale, 3))]
     self.receptive_field = 1 + 2 * (1 + 2 * blocks) + 2 + 2 * 2
 
   def __call__(self, x: Tensor) -> Tensor:

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import TypeVar
 
 from tinygrad import Tensor, nn
 
 from ..ops import pixel_shuffle, tanh
 from ..runtime.conv import conv2d
 from ..runtime.transformer import linear
+
+T = TypeVar("T", nn.Conv2d, nn.ConvTranspose2d)
 
 ACTIVATIONS = ("relu", "tanh", "prelu", "leaky_relu", "gelu")
 
@@ -119,6 +122,15 @@ class StridedConvTranspose2d(nn.ConvTranspose2d):
 def conv(in_channels: int, out_channels: int, kernel: int, bias: bool = True) -> Conv2d:
   """Stride-1 convolution with zero padding that keeps the spatial size (odd kernels)."""
   return Conv2d(in_channels, out_channels, kernel, bias=bias)
+
+
+def zeroed(layer: T) -> T:
+  """`layer` with its weight and bias set to zero: the last layer of a residual branch, so that the untrained
+  model is what the branch is added to."""
+  layer.weight = Tensor.zeros(*layer.weight.shape)
+  if layer.bias is not None:
+    layer.bias = Tensor.zeros(*layer.bias.shape)
+  return layer
 
 
 def lr_span(*hr_kernels: int, scale: int) -> int:
