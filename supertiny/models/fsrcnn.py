@@ -16,15 +16,19 @@ class FSRCNN(SRNet):
   name = "fsrcnn"
   upsampling_layers = ("deconv",)
 
-  def __init__(self, scale: int, channels: int | None = 1, d: int = 56, s: int = 12, m: int = 4):
+  def __init__(self, scale: int, channels: int | None = 1, d: int = 56, s: int = 12, m: int = 4,
+               centered: bool = False):
     super().__init__(scale, channels)
     self.feature_channels = d
     self.extract = ConvUnit(conv(self.channels, d, 5), d, "prelu")
     self.shrink = ConvUnit(conv(d, s, 1), s, "prelu")
     self.mapping = [ConvUnit(conv(s, s, 3), s, "prelu") for _ in range(m)]
     self.expand = ConvUnit(conv(s, d, 1), d, "prelu")
-    # (H - 1) * r - 2 * 4 + 9 + (r - 1) = r * H
-    self.deconv = StridedConvTranspose2d(d, self.channels, 9, stride=scale, padding=4, output_padding=scale - 1)
+    # output size (H - 1) * r - 2 * p + 9 + extra = r * H. An odd scale can put each kernel's centre on its LR pixel's
+    # centre (HR pixel r * i + (r - 1) / 2, MATLAB's grid) with p = (9 - r) / 2; p = 4 puts it one HR pixel early.
+    padding = (9 - scale) // 2 if centered and scale % 2 else 4
+    self.deconv = StridedConvTranspose2d(d, self.channels, 9, stride=scale, padding=padding,
+                                         output_padding=scale - 9 + 2 * padding)
     self.receptive_field = 1 + 4 + 2 * m + math.ceil(9 / scale)
 
   def features(self, x: Tensor) -> Tensor:

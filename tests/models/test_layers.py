@@ -9,11 +9,12 @@ from tinygrad import Tensor
 
 from supertiny.models.layers import StridedConvTranspose2d
 
-# (in, out, kernel, stride, padding, output padding, height, width): FSRCNN's 9x9 deconvolution at x2, x3, x4; the
-# paper's 5x5 at x4 and x3; a kernel shorter than the stride; no padding
+# (in, out, kernel, stride, padding, output padding, height, width): FSRCNN's 9x9 deconvolution at x2, x3 (also
+# centred), x4; the paper's 5x5 at x4 and x3; a kernel shorter than the stride; no padding
 CASES = [
   (6, 1, 9, 2, 4, 1, 5, 7),
   (7, 2, 9, 3, 4, 2, 6, 5),
+  (4, 1, 9, 3, 3, 0, 5, 6),
   (5, 1, 9, 4, 4, 3, 4, 4),
   (3, 8, 5, 4, 1, 1, 5, 6),
   (2, 4, 5, 3, 1, 0, 4, 7),

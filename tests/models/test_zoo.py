@@ -31,6 +31,7 @@ CASES = [
   ("espcn", 4, 3, {"variant": "paper"}, lambda: ref.ESPCN(4, 3, paper=True), [(2, 6, 9)]),
   ("fsrcnn", 3, 1, {}, lambda: ref.FSRCNN(3, 1), [(1, 9, 12), (2, 7, 7)]),
   ("fsrcnn", 2, 3, {}, lambda: ref.FSRCNN(2, 3), [(1, 6, 9)]),
+  ("fsrcnn", 3, 1, {"centered": True}, lambda: ref.FSRCNN(3, 1, padding=3), [(1, 7, 8)]),
   ("vdsr", 2, 1, {}, lambda: ref.VDSR(2, 1), [(1, 9, 12), (2, 7, 7)]),
   ("edsr-baseline", 4, 3, {}, lambda: ref.EDSR(4), [(1, 9, 12), (2, 7, 7)]),
   ("edsr-baseline", 3, 3, {}, lambda: ref.EDSR(3), [(1, 6, 5)]),
@@ -273,3 +274,27 @@ def test_conv_transformer_with_a_zero_head_starts_as_bicubic_and_learns_its_head
   # only the head has a gradient at the start: everything before it is multiplied by its zeros
   assert float(model.upsample.weight.grad.abs().sum().item()) > 0
   assert float(model.embed.weight.grad.abs().sum().item()) == 0
+
+
+@pytest.mark.parametrize("centered,offset", [(True, 0), (False, -1)])
+def test_centred_fsrcnn_puts_each_kernel_centre_on_its_lr_pixel_centre(centered, offset):
+  # MATLAB's x1/3 bicubic weighs HR pixels symmetrically about 3i+1 for LR pixel i: that is the LR pixel's centre on
+  # the HR grid. A deconvolution with only its centre tap set must write LR pixel i's value there.
+  from supertiny.ops import imresize
+
+  def weight_of(hr_pixel: int) -> float:  # LR pixel 4's weight for one HR pixel
+    image = np.zeros((30, 30))
+    image[:, hr_pixel] = 1.0
+    return imresize(image, 1 / 3)[0, 4]
+  assert all(weight_of(13 - d) == pytest.approx(weight_of(13 + d)) for d in range(1, 7))
+  assert weight_of(12) > 0 and weight_of(12) != pytest.approx(weight_of(10))
+
+  model = create_model("fsrcnn", scale=3, channels=1, centered=centered)
+  kernel = np.zeros(model.deconv.weight.shape, dtype=np.float32)
+  kernel[0, 0, 4, 4] = 1.0
+  model.deconv.weight, model.deconv.bias = Tensor(kernel), Tensor.zeros(1)
+  features = np.zeros((1, model.deconv.weight.shape[0], 10, 10), dtype=np.float32)
+  features[0, 0, 4, 4] = 1.0
+  out = model.deconv(Tensor(features)).numpy()[0, 0]
+  assert out.shape == (30, 30)
+  assert np.unravel_index(out.argmax(), out.shape) == (13 + offset, 13 + offset)

@@ -124,13 +124,14 @@ class StackedRevisits(nn.Module):
 
 
 class FSRCNN(nn.Module):
-  def __init__(self, scale: int, channels: int, d: int = 56, s: int = 12, m: int = 4):
+  def __init__(self, scale: int, channels: int, d: int = 56, s: int = 12, m: int = 4, padding: int = 4):
     super().__init__()
     self.extract = Unit(same_conv(channels, d, 5), d, "prelu", False)
     self.shrink = Unit(same_conv(d, s, 1), s, "prelu", False)
     self.mapping = nn.ModuleList([Unit(same_conv(s, s, 3), s, "prelu", False) for _ in range(m)])
     self.expand = Unit(same_conv(s, d, 1), d, "prelu", False)
-    self.deconv = nn.ConvTranspose2d(d, channels, 9, stride=scale, padding=4, output_padding=scale - 1)
+    self.deconv = nn.ConvTranspose2d(d, channels, 9, stride=scale, padding=padding,
+                                     output_padding=scale - 9 + 2 * padding)
 
   def forward(self, x):
     x = self.shrink(self.extract(x))
