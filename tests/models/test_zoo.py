@@ -14,6 +14,7 @@ from supertiny.infer import super_resolve
 from supertiny.models import MODELS, create_model, parameter_count
 from supertiny.models.bandsharpen import BandSharpener
 from supertiny.models.weights import load_weights
+from supertiny.ops import imresize
 
 # name, scale, channels, SuperTiny options, PyTorch reference factory, input sizes (N, H, W)
 CASES = [
@@ -280,8 +281,6 @@ def test_conv_transformer_with_a_zero_head_starts_as_bicubic_and_learns_its_head
 def test_centred_fsrcnn_puts_each_kernel_centre_on_its_lr_pixel_centre(centered, offset):
   # MATLAB's x1/3 bicubic weighs HR pixels symmetrically about 3i+1 for LR pixel i: that is the LR pixel's centre on
   # the HR grid. A deconvolution with only its centre tap set must write LR pixel i's value there.
-  from supertiny.ops import imresize
-
   def weight_of(hr_pixel: int) -> float:  # LR pixel 4's weight for one HR pixel
     image = np.zeros((30, 30))
     image[:, hr_pixel] = 1.0
