@@ -1,5 +1,5 @@
-"""The start of configs/fsrcnn_x3_291_centred.toml: the shipped-before FSRCNN x3 (configs/fsrcnn_x3_291_l2.toml's best)
-moved to the centred deconvolution (`create_model("fsrcnn", centered=True)`, padding 3 instead of 4).
+"""The start of configs/fsrcnn_x3_291_centred.toml: the shipped-before FSRCNN x3 (configs/fsrcnn_x3_291_l2.toml's
+best) moved to the centred deconvolution (`create_model("fsrcnn", centered=True)`, padding 3 instead of 4).
 
 Padding 3 writes each kernel tap one HR pixel later, so the same output needs every tap moved one place back: tap
 k + 1 becomes tap k on both axes; the first row and column (the farthest taps on the side the old kernel overreached)
@@ -14,7 +14,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from tinygrad import Tensor
 from tinygrad.nn.state import get_state_dict
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -22,6 +21,7 @@ sys.path.insert(0, str(ROOT))
 
 from supertiny.checkpoint import model_from_checkpoint, save_checkpoint  # noqa: E402
 from supertiny.models import create_model  # noqa: E402
+from supertiny.models.weights import load_weights  # noqa: E402
 
 SOURCE = ROOT / "training" / "fsrcnn_x3_291_l2" / "best.safetensors"
 TARGET = ROOT / "training" / "fsrcnn_x3_291_centred" / "init.safetensors"
@@ -34,8 +34,7 @@ def main() -> None:
   kernel = weights["deconv.weight"]
   weights["deconv.weight"] = np.zeros_like(kernel)
   weights["deconv.weight"][..., :-1, :-1] = kernel[..., 1:, 1:]
-  for name, tensor in get_state_dict(new).items():
-    tensor.assign(Tensor(weights[name])).realize()
+  load_weights(new, weights)
   TARGET.parent.mkdir(parents=True, exist_ok=True)
   save_checkpoint(TARGET, new, {"options": {"centered": True}})
   print(f"wrote {TARGET.relative_to(ROOT)}")
