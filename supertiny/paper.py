@@ -348,14 +348,14 @@ def markdown_table(rows: list[dict[str, Any]], source: str, budget: Budget) -> s
   lines = [f"Data: {source}. Budget: {budget.steps} steps of batch {budget.batch}, "
            + ("whole images" if budget.patch is None else f"{budget.patch}x{budget.patch} LR patches") + ", x4.", "",
            "| method | setting | steps | test loss (MSE) | pixel inaccuracy | PSNR Y | SSIM Y | PSNR RGB | SSIM RGB "
-           "| parameters | steps/s | wall s |",
-           "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+           "| parameters | steps/s | wall s | device |",
+           "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
   for r in rows:
     steps = "" if not r["target_steps"] else (f"{r['steps']}" if r["steps"] >= r["target_steps"]
                                                else f"{r['steps']} of {r['target_steps']}")
     lines.append(f"| {r['method']} | {r['setting']} | {steps} | {r['test_loss']:.4f} | {r['pixel_inaccuracy']:.1f} | "
                  f"{r['psnr_y']:.2f} | {r['ssim_y']:.4f} | {r['psnr_rgb']:.2f} | {r['ssim_rgb']:.4f} | "
-                 f"{r['params'] or ''} | {r['steps_per_s']} | {r['wall_s']} |")
+                 f"{r['params'] or ''} | {r['steps_per_s']} | {r['wall_s']} | {r['device']} |")
   return "\n".join(lines) + "\n"
 
 

@@ -571,7 +571,10 @@ def _device_words(devices: tuple[str, ...], cores: int | None) -> str:
 
   if devices:
     return ", ".join(devices)
-  return f"{Device.DEFAULT} ({len(core_devices(cores))} cores)" if Device.DEFAULT == "CPU" else Device.DEFAULT
+  if Device.DEFAULT != "CPU":
+    return Device.DEFAULT
+  count = len(core_devices(cores))
+  return f"CPU ({count} core{'' if count == 1 else 's'})"
 
 
 def _commit() -> str:

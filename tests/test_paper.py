@@ -117,6 +117,7 @@ def test_study_end_to_end_on_a_tiny_budget(tmp_path, capsys):
   for name in ("figure2_interpolation", "figure3_paper", "curves_paper", "figure3_ours+batchnorm=running"):
     assert Image.open(out / f"{name}.png").format == "PNG"
   assert (out / "results.md").read_text().count("\n| ") == len(rows) + 1
+  assert (out / "results.md").read_text().count(" | CPU (1 core) |") == 2  # --quick trains on one core
   # finished runs are kept; the report is rebuilt from them without training
   stamp = (out / "runs" / "paper" / "espcn" / "last.safetensors").stat().st_mtime_ns
   assert main(args[:-1] + ["--report"]) == 0
