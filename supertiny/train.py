@@ -33,7 +33,7 @@ from .models.registry import CHANNEL_NAMES, SRModel
 from .models.weights import load_weights
 from .plotting import pyplot, save_figure
 from .runtime.devices import open_device
-from .runtime.training import jitted_step, train_step
+from .runtime.training import core_lanes, jitted_step, train_step
 
 
 def l1_loss(sr: Tensor, hr: Tensor) -> Tensor:
@@ -480,7 +480,8 @@ def _train(config: TrainConfig, run: Run, resume: bool, report: Callable[[str], 
   run.open_board(start if checkpoint is not None else None)
 
   step_fn = train_step(model, optimizer, LOSSES[config.loss], config.batch, devices, config.cores, config.clip)
-  meta_base = {"options": config.options, "config": asdict(config), "device": _device_words(devices, config.cores),
+  shared_over = len(core_lanes(model, config.batch, config.cores)) or 1
+  meta_base = {"options": config.options, "config": asdict(config), "device": _device_words(devices, shared_over),
                "commit": _commit()}
 
   def run_seconds() -> float:
@@ -566,15 +567,14 @@ def held_out(config: TrainConfig) -> set[Path]:
   return {p.resolve() for p in list_images(config.val)[-config.val_last:]}
 
 
-def _device_words(devices: tuple[str, ...], cores: int | None) -> str:
-  from .runtime.cores import core_devices
-
+def _device_words(devices: tuple[str, ...], cores: int) -> str:
+  """Where the steps ran: the devices named, or the default device with the number of CPU cores the batch was
+  shared over."""
   if devices:
     return ", ".join(devices)
   if Device.DEFAULT != "CPU":
     return Device.DEFAULT
-  count = len(core_devices(cores))
-  return f"CPU ({count} core{'' if count == 1 else 's'})"
+  return f"CPU ({cores} core{'' if cores == 1 else 's'})"
 
 
 def _commit() -> str:

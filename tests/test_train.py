@@ -242,9 +242,21 @@ def test_training_on_two_cores_equals_one_core(tmp_path, assets, val_crops):
     train(TrainConfig.from_dict(_config(assets, **overrides, cores=cores)), tmp_path / str(cores), progress=False,
           report=print)
   one, two = (read_checkpoint(tmp_path / run / "last.safetensors") for run in ("1", "2"))
+  assert (one[0]["device"], two[0]["device"]) == ("CPU (1 core)", "CPU (2 cores)")
   assert two[0]["best"]["psnr"] == pytest.approx(one[0]["best"]["psnr"], abs=1e-4)
   for key, value in one[1].items():
     np.testing.assert_allclose(two[1][key].numpy(), value.numpy(), rtol=1e-4, atol=1e-6, err_msg=key)
+
+
+def test_a_batch_is_shared_over_cores_only_without_batchnorm():
+  """BatchNorm's statistics are per batch, so a model with it trains on one core, and its runs record one core."""
+  from supertiny.models import create_model
+  from supertiny.runtime.training import core_lanes
+
+  plain = create_model("espcn", scale=2, channels=1)
+  normed = create_model("espcn", scale=2, channels=1, variant="paper")
+  assert len(core_lanes(plain, 4, cores=2)) == 2
+  assert core_lanes(plain, 3, cores=2) == () and core_lanes(normed, 4, cores=2) == () and core_lanes(plain, 4, 1) == ()
 
 
 def test_devices_are_checked():

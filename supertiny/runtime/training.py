@@ -50,6 +50,14 @@ def jitted_step(model: Callable[[Tensor], Tensor], optimizer: Optimizer, loss_fn
   return step
 
 
+def core_lanes(model: Callable[[Tensor], Tensor], batch: int, cores: int | None = None) -> tuple[str, ...]:
+  """The CPU devices a step shares its batch over: one per core (`cores`: None for SUPERTINY_CORES or every core)
+  when the batch divides evenly and the model has no BatchNorm (its statistics would be per share), else none
+  (one jit on the model's own device)."""
+  lanes = core_devices(cores)
+  return lanes if len(lanes) > 1 and batch % len(lanes) == 0 and not has_batchnorm(model) else ()
+
+
 def train_step(model: Callable[[Tensor], Tensor], optimizer: Optimizer, loss_fn: Loss, batch: int,
                devices: Sequence[str] = (), cores: int | None = None,
                clip: float = 0.0) -> Callable[[np.ndarray, np.ndarray, float], float]:
@@ -58,8 +66,8 @@ def train_step(model: Callable[[Tensor], Tensor], optimizer: Optimizer, loss_fn:
   one thread per core (`cores`: None for SUPERTINY_CORES or every core) when the batch divides evenly and the
   model has no BatchNorm (its statistics would be per share); else one jit on the model's device. The update is
   the same up to float rounding whichever runs it. Call it in training mode."""
-  lanes = () if devices else core_devices(cores)
-  if len(lanes) > 1 and batch % len(lanes) == 0 and not has_batchnorm(model):
+  lanes = () if devices else core_lanes(model, batch, cores)
+  if lanes:
     split = SplitTrainStep(model, optimizer, loss_fn, lanes, clip)
     return lambda lr, hr, rate: split(lr, hr, rate).item()
   jit = jitted_step(model, optimizer, loss_fn, clip)
