@@ -51,6 +51,18 @@ def charbonnier_loss(sr: Tensor, hr: Tensor, eps: float = 1e-3) -> Tensor:
 LOSSES: dict[str, Callable[[Tensor, Tensor], Tensor]] = {"l1": l1_loss, "l2": l2_loss, "charbonnier": charbonnier_loss}
 
 
+@dataclass(frozen=True)
+class InteriorLoss:
+  """`loss` over the output pixels at least `border` HR pixels inside the patch, whose inputs are all real pixels,
+  as an image's interior pixels' are at test time; the zero padding at a small patch's edges reaches most of it."""
+  loss: Callable[[Tensor, Tensor], Tensor]
+  border: int
+
+  def __call__(self, sr: Tensor, hr: Tensor) -> Tensor:
+    b = self.border
+    return self.loss(sr[:, :, b:-b, b:-b], hr[:, :, b:-b, b:-b])
+
+
 def training() -> Context:
   """tinygrad's training mode (there is no Tensor.train in tinygrad 0.14)."""
   return Context(TRAINING=1)
@@ -163,6 +175,7 @@ class TrainConfig:
   steps: int = 2000
   batch: int = 16
   patch: int = 17               # LR patch side
+  shave: int = 0                # LR pixels at each patch edge left out of the loss (InteriorLoss); 0 = none
   lr: float = 1e-3
   optimizer: str = "adam"       # adam | adamw
   weight_decay: float = 0.0
@@ -226,6 +239,8 @@ class TrainConfig:
       problems.append("train needs at least one folder (or a worldstrat root)")
     if self.val_last < 0 or (self.val_last and self.val is None):
       problems.append("val_last must be a count of images of `val` (0 = all)")
+    if self.shave < 0 or 2 * self.shave >= self.patch:
+      problems.append("shave must leave part of the patch: 0 <= 2 * shave < patch")
     if self.lr <= 0:
       problems.append("lr must be positive")
     if any(not 0 < factor <= 1 for factor in self.rescale):
@@ -479,7 +494,8 @@ def _train(config: TrainConfig, run: Run, resume: bool, report: Callable[[str], 
   Tensor.realize(*model.parameters())
   run.open_board(start if checkpoint is not None else None)
 
-  step_fn = train_step(model, optimizer, LOSSES[config.loss], config.batch, devices, config.cores, config.clip)
+  loss = LOSSES[config.loss] if not config.shave else InteriorLoss(LOSSES[config.loss], config.shave * config.scale)
+  step_fn = train_step(model, optimizer, loss, config.batch, devices, config.cores, config.clip)
   shared_over = len(core_lanes(model, config.batch, config.cores)) or 1
   meta_base = {"options": config.options, "config": asdict(config), "device": _device_words(devices, shared_over),
                "commit": _commit()}

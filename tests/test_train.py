@@ -313,3 +313,29 @@ def test_fit_ends_with_the_weights_its_validation_scored_best(best):
   assert not np.array_equal(seen[0]["subpixel.weight"], seen[10]["subpixel.weight"])
   for key, value in get_state_dict(model).items():
     np.testing.assert_array_equal(value.numpy(), seen[best][key])
+
+
+def test_shave_leaves_the_patch_edges_out_of_the_loss():
+  """`shave` LR pixels at each edge (times the scale in HR pixels) leave the loss: numpy's MSE of the interior."""
+  from tinygrad import Tensor
+
+  from supertiny.train import LOSSES, InteriorLoss
+
+  rng = np.random.default_rng(0)
+  sr, hr = rng.random((2, 1, 12, 12), dtype=np.float32), rng.random((2, 1, 12, 12), dtype=np.float32)
+  value = InteriorLoss(LOSSES["l2"], 3)(Tensor(sr), Tensor(hr)).item()
+  assert value == pytest.approx(np.mean((sr[..., 3:9, 3:9] - hr[..., 3:9, 3:9]) ** 2), rel=1e-6)
+  assert value != pytest.approx(np.mean((sr - hr) ** 2), rel=1e-3)
+  with pytest.raises(SuperTinyError, match="shave must leave part of the patch"):
+    TrainConfig.from_dict({"model": "espcn", "scale": 3, "train": ["x"], "patch": 12, "shave": 6})
+
+
+def test_shave_reaches_the_training_loss(tmp_path, assets):
+  """Same seed, same first batch and weights: the first step's loss changes when the patch edges leave it."""
+  first = {}
+  for shave in (0, 2):
+    train(TrainConfig.from_dict(_config(assets, steps=1, val=None, save_every=1, shave=shave)), tmp_path / str(shave),
+          progress=False, report=lambda _: None)
+    first[shave] = float((tmp_path / str(shave) / "metrics.csv").read_text().splitlines()[1].split(",")[1])
+    assert read_checkpoint(tmp_path / str(shave) / "last.safetensors")[0]["config"]["shave"] == shave
+  assert first[0] != pytest.approx(first[2], rel=1e-3)
