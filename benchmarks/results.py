@@ -1,6 +1,11 @@
 """The results table of the shipped weights, from `supertiny eval` itself, beside bicubic and the published rows.
 
   .venv/bin/python benchmarks/results.py          # writes docs/results.md and supertiny/weights/scores.json
+  .venv/bin/python benchmarks/results.py --fresh  # the same, scoring every file again
+
+Scores are kept in benchmarks/results_cache.json by each checkpoint's content hash and scale, so a file scored
+before (the runs under way, the weights that did not change) is not run again; bicubic's by name. --fresh
+ignores the cache, as after a change to the evaluation itself.
 
 For every checkpoint in supertiny/weights/ and for bicubic at its scale, runs `supertiny eval --json` on the
 bundled Set5 and Set14 (Y channel, shave = scale: the literature's protocol) and records PSNR/SSIM and how the
@@ -11,6 +16,7 @@ tests/test_upscaling.py checks them against a fresh eval.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import subprocess
 import sys
@@ -44,13 +50,29 @@ PUBLISHED = {
 }
 
 
-def evaluate(model: str, scale: int) -> dict[str, dict[str, float]]:
+CACHE = Path(__file__).resolve().with_name("results_cache.json")  # scores by file content and scale (--fresh: none)
+
+
+def _cache_key(model: str, scale: int) -> str:
+  """A checkpoint's content hash (a file, or a shipped name), else the model's name (bicubic), with the scale."""
+  file = ROOT / model if (ROOT / model).is_file() else WEIGHTS / f"{model}.safetensors"
+  return f"{hashlib.sha256(file.read_bytes()).hexdigest() if file.is_file() else model} x{scale}"
+
+
+def evaluate(model: str, scale: int, cache: dict[str, dict] | None = None) -> dict[str, dict[str, float]]:
+  """Set5 and Set14 Y PSNR/SSIM from `supertiny eval --json`; a `cache` answers for a file scored before."""
+  key = _cache_key(model, scale)
+  if cache is not None and key in cache:
+    return cache[key]
   done = subprocess.run([sys.executable, "-m", "supertiny", "eval", "--model", model, "--scale", str(scale),
                          "--json", *map(str, SETS)], capture_output=True, text=True, check=True, cwd=ROOT)
-  return {name: {"psnr": d["psnr"], "ssim": d["ssim"]} for name, d in json.loads(done.stdout)["datasets"].items()}
+  measured = {name: {"psnr": d["psnr"], "ssim": d["ssim"]} for name, d in json.loads(done.stdout)["datasets"].items()}
+  if cache is not None:
+    cache[key] = measured
+  return measured
 
 
-def runs_under_way() -> list[str]:
+def runs_under_way(cache: dict[str, dict] | None = None) -> list[str]:
   """A row for every unfinished run in training/: its step, wall time and best validation so far, Set5/Set14 of
   its best checkpoint (of its latest one before any validation), and the wall time the rest would take at its pace
   so far."""
@@ -66,7 +88,7 @@ def runs_under_way() -> list[str]:
     # before its first validation a run is scored on its latest weights: progress, not a choice
     scored = best_file if validated else last
     scale, seconds = int(meta["scale"]), float(meta.get("seconds", 0.0))
-    measured = evaluate(str(scored.relative_to(ROOT)), scale)
+    measured = evaluate(str(scored.relative_to(ROOT)), scale, cache)
     rest = (total - step) * seconds / max(step, 1) / 3600
     validation = f"{best['psnr']:.3f} dB at {int(best['step']):,}" if validated else "none yet (latest scored)"
     rows.append(f"| `{last.parent.relative_to(ROOT)}` | {meta['model']} x{scale} | {step:,} of {total:,} | "
@@ -85,17 +107,21 @@ def wheel_size() -> int:
 
 
 def main() -> None:
-  argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter).parse_args()
+  parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument("--fresh", action="store_true", help="score every file again, ignoring results_cache.json")
+  args = parser.parse_args()
+  cache = {} if args.fresh or not CACHE.is_file() else json.loads(CACHE.read_text())
   scores, rows = {}, []
   for path in sorted(WEIGHTS.glob("*.safetensors")):
     meta, _ = read_checkpoint(path)
     scale, config = int(meta["scale"]), meta.get("config", {})
-    measured, bicubic = evaluate(path.stem, scale), evaluate("bicubic", scale)
+    measured, bicubic = evaluate(path.stem, scale, cache), evaluate("bicubic", scale, cache)
     scores[path.stem] = measured
     data = ", ".join(Path(folder).name for folder in config.get("train") or [config.get("worldstrat") or "?"])
     if config.get("rescale"):
       data += f" (also at {', '.join(f'{f:g}' for f in config['rescale'])} of its size)"
-    tuned = f" ({config.get('loss')} loss, from {config['init']})" if config.get("init") else ""
+    interior = f", patch edges of {config['shave']} pixels out of the loss" if config.get("shave") else ""
+    tuned = f" ({config.get('loss')} loss{interior}, from {config['init']})" if config.get("init") else interior
     recipe = (f"{config.get('steps')} steps x batch {config.get('batch')} on {data}{tuned}, best at step "
               f"{meta.get('step')}, validated on {config.get('val')}"
               + (f" (last {config['val_last']})" if config.get("val_last") else "")
@@ -121,8 +147,9 @@ def main() -> None:
          "validation. Wall time is this CPU's (2 cores), "
          "often shared with other runs; the rest is estimated at the run's own pace so far.", "",
          "| run | model | step | wall time | best validation | Set5 / Set14 of best | published | rest, est. |",
-         "|---|---|---|---|---|---|---|---|", *runs_under_way(), ""]
+         "|---|---|---|---|---|---|---|---|", *runs_under_way(cache), ""]
   (ROOT / "docs" / "results.md").write_text("\n".join(doc))
+  CACHE.write_text(json.dumps(cache, indent=2, sort_keys=True) + "\n")
   print("\n".join(rows))
 
 
