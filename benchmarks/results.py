@@ -63,7 +63,7 @@ def evaluate(model: str, scale: int, cache: dict[str, dict] | None = None) -> di
   """Set5 and Set14 Y PSNR/SSIM from `supertiny eval --json`; a `cache` answers for a file scored before."""
   key = _cache_key(model, scale)
   if cache is not None and key in cache:
-    return cache[key]
+    return {folder.name: cache[key][folder.name] for folder in SETS}  # the cache file sorts its keys
   done = subprocess.run([sys.executable, "-m", "supertiny", "eval", "--model", model, "--scale", str(scale),
                          "--json", *map(str, SETS)], capture_output=True, text=True, check=True, cwd=ROOT)
   measured = {name: {"psnr": d["psnr"], "ssim": d["ssim"]} for name, d in json.loads(done.stdout)["datasets"].items()}
