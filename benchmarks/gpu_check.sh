@@ -9,21 +9,7 @@ out=${1:-gpu-results}
 budget=${2:-460}
 mkdir -p "$out"
 began=$SECONDS
-py=${PYTHON:-python3}
-export DEV=${DEV:-CUDA} PYTHONUNBUFFERED=1 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
-
-if ls .whl/tinygrad-*.whl >/dev/null 2>&1; then
-  $py -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
-  export PYTHONPATH="$PYTHONPATH:/tmp/site"
-fi
-# tinygrad looks for libnvrtc and libcuda in the usual folders; point it at them where they live elsewhere
-for lib in nvrtc cuda; do
-  var=$(echo "$lib" | tr a-z A-Z)_PATH
-  if [ -z "${!var:-}" ] && ! ldconfig -p | grep -q "lib$lib\.so"; then
-    found=$(find /usr/local /opt -name "lib$lib.so*" -type f 2>/dev/null | sort | head -1)
-    [ -n "$found" ] && export "$var=$found" && echo "$var=$found"
-  fi
-done
+source benchmarks/cuda_env.sh
 
 step() {  # step NAME LIMIT_SECONDS COMMAND...: run COMMAND if LIMIT fits in what is left of the budget
   local name=$1 limit=$2

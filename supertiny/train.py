@@ -472,9 +472,10 @@ def _train(config: TrainConfig, run: Run, resume: bool, report: Callable[[str], 
   sampler = PatchSampler(pairs, config.scale, config.patch, config.batch, config.seed, config.augment)
 
   devices = resolve_devices(config.devices)
-  start, best, checkpoint, spent = 0, {"psnr": -math.inf, "ssim": 0.0}, None, 0.0
+  start, best, checkpoint, spent, earlier_devices = 0, {"psnr": -math.inf, "ssim": 0.0}, None, 0.0, ""
   if resume and run.last.exists():
     meta, checkpoint = read_checkpoint(run.last)
+    earlier_devices = meta.get("device", "")
     load_weights(model, {k: v.numpy() for k, v in section(checkpoint, "model").items()})
     start, spent = int(meta["step"]), float(meta.get("seconds", 0.0))
     best = meta.get("best", best)
@@ -497,8 +498,8 @@ def _train(config: TrainConfig, run: Run, resume: bool, report: Callable[[str], 
   loss = LOSSES[config.loss] if not config.shave else InteriorLoss(LOSSES[config.loss], config.shave * config.scale)
   step_fn = train_step(model, optimizer, loss, config.batch, devices, config.cores, config.clip)
   shared_over = len(core_lanes(model, config.batch, config.cores)) or 1
-  meta_base = {"options": config.options, "config": asdict(config), "device": _device_words(devices, shared_over),
-               "commit": _commit()}
+  device = device_history(earlier_devices, start, _device_words(devices, shared_over))
+  meta_base = {"options": config.options, "config": asdict(config), "device": device, "commit": _commit()}
 
   def run_seconds() -> float:
     """Wall time of the whole run, across resumes (`began`: this session's start)."""
@@ -581,6 +582,13 @@ def held_out(config: TrainConfig) -> set[Path]:
   if config.val is None or not config.val_last:
     return set()
   return {p.resolve() for p in list_images(config.val)[-config.val_last:]}
+
+
+def device_history(earlier: str, resumed_at: int, here: str) -> str:
+  """Where a run's steps ran, across resumes: "CPU (1 core) to step 1648; CUDA" for a run moved to a GPU."""
+  if not earlier or earlier.split("; ")[-1] == here:
+    return earlier or here
+  return f"{earlier} to step {resumed_at}; {here}"
 
 
 def _device_words(devices: tuple[str, ...], cores: int) -> str:

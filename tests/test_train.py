@@ -144,6 +144,16 @@ def test_init_from_another_scale_transfers_all_but_the_upsampler(tmp_path, asset
           **quiet)
 
 
+def test_a_resumed_run_records_each_device_it_ran_on(tmp_path, assets):
+  """A run moved between machines (the paper study's runs finished on a GPU after a CPU start) says where its steps
+  ran: the checkpoint's device grows a segment at each resume on another device, not at a resume on the same."""
+  quiet = {"progress": False, "report": lambda _: None}
+  for steps, cores in ((2, 1), (4, 2), (6, 2)):
+    train(TrainConfig.from_dict(_config(assets, steps=steps, cores=cores, val=None)), tmp_path / "run",
+          resume=steps > 2, **quiet)
+  assert read_checkpoint(tmp_path / "run" / "last.safetensors")[0]["device"] == "CPU (1 core) to step 2; CPU (2 cores)"
+
+
 def test_sigkill_then_resume_equals_an_uninterrupted_run(tmp_path, assets):
   common = ["--model", "single-kernel", "--scale", "2", "--channels", "y", "--train", str(assets / "Set5"),
             "--steps", "200", "--batch", "16", "--patch", "32", "--save-every", "20", "--val-every", "1000"]
