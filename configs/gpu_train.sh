@@ -4,7 +4,7 @@
 #   bash configs/gpu_train.sh OUT_DIR [SECONDS] [ONLY]
 # SECONDS [480]: the whole script's budget; ONLY: a regular expression choosing jobs by name (all when empty).
 # Expects device_data/{T91,BSDS200} (the training images, used as ../shared/datasets when that is absent) and
-# device_data/training/RUN/ (the committed runs to resume or start from, as in training/).
+# device_data/training/RUN/ (the committed runs to resume or start from, as in training/): configs/device_data.py.
 set -u
 out=${1:?usage: configs/gpu_train.sh OUT_DIR [SECONDS] [ONLY]}
 budget=${2:-480}
