@@ -98,6 +98,7 @@ def test_the_study_command_runs_and_reports_every_method(series_folder, capsys, 
     assert method in out
 
 
+@pytest.mark.slow  # a minute in CI; the study command itself runs in the test above
 def test_the_study_is_a_function_of_its_seed(series_folder):
   """Initial weights and patches come from --seed alone: two runs give the same scores."""
   from supertiny.data.landsat import read_time_series

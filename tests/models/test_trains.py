@@ -47,7 +47,13 @@ def patches(scale: int, channels: int, count: int = 4, lr_size: int = 8) -> tupl
   return as_batch(lr), as_batch(hr)
 
 
-@pytest.mark.parametrize("name,scale,channels,options,steps", CASES, ids=[c[0] + str(i) for i, c in enumerate(CASES)])
+# the two transformers spend most of a minute compiling in CI; tests/test_paper.py trains the conv-transformer too
+SLOW_TO_TRAIN = ("swinir-light", "conv-transformer")
+
+
+@pytest.mark.parametrize("name,scale,channels,options,steps", [
+  pytest.param(*c, marks=pytest.mark.slow) if c[0] in SLOW_TO_TRAIN else c for c in CASES],
+  ids=[c[0] + str(i) for i, c in enumerate(CASES)])
 def test_model_trains(name, scale, channels, options, steps):
   Tensor.manual_seed(0)
   lr, hr = patches(scale, channels)
