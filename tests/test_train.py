@@ -115,6 +115,7 @@ def test_init_starts_from_a_checkpoints_weights(tmp_path, assets):
           tmp_path / "wrong", progress=False, report=lambda _: None)
 
 
+@pytest.mark.slow  # 85 s in CI, most of it compiling four runs; the init test above covers `init` itself
 def test_init_from_another_scale_transfers_all_but_the_upsampler(tmp_path, assets):
   """FSRCNN's move to a new scale: an x3 checkpoint starts an x2 run with its LR-space layers; the deconvolution
   starts fresh."""
