@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from supertiny.data.images import atomic_output
+
 DATASETS = Path("../shared/datasets")
 OUT = Path("device_data")
 
@@ -21,11 +23,11 @@ def main(runs: list[str]) -> None:
     webp = OUT / "BSDS200" / f"{png.stem}.webp"
     if webp.exists():
       continue
-    image, partial = Image.open(png), webp.with_name(f".{webp.name}.partial")  # a stop leaves no half file
-    image.save(partial, "WEBP", lossless=True, quality=100, method=3)
-    if not np.array_equal(np.asarray(image), np.asarray(Image.open(partial).convert(image.mode))):
-      sys.exit(f"{webp}: lossless WebP decoded to other pixels than {png}")
-    partial.replace(webp)
+    image = Image.open(png)
+    with atomic_output(webp) as partial:  # a stop leaves no half file to be skipped next time
+      image.save(partial, "WEBP", lossless=True, quality=100, method=3)
+      if not np.array_equal(np.asarray(image), np.asarray(Image.open(partial).convert(image.mode))):
+        sys.exit(f"{webp}: lossless WebP decoded to other pixels than {png}")
   for run in map(Path, runs):  # training/NAME/... -> device_data/training/NAME/...
     shutil.copytree(run, OUT / run, dirs_exist_ok=True)
 
