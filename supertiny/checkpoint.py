@@ -47,14 +47,23 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, Any], dict[str, Tensor]
   return meta, {k: Tensor(v) for k, v in arrays.items()}
 
 
-def model_from_checkpoint(path: str | Path) -> tuple[Any, dict[str, Any]]:
-  """Rebuild the model a checkpoint describes and load its weights; returns (model, metadata)."""
+def model_from_checkpoint(path: str | Path, border: str | None = None) -> tuple[Any, dict[str, Any]]:
+  """Rebuild the model a checkpoint describes and load its weights; returns (model, metadata). `border` ("zeros"
+  or "symmetric", models.base.SRNet) overrides the checkpoint's; the metadata returned says which was used."""
   meta, tensors = read_checkpoint(path)
   options = meta.get("options", {})
   if not (isinstance(meta.get("model"), str) and type(meta.get("scale")) is int
           and (meta.get("channels") is None or type(meta.get("channels")) is int) and isinstance(options, dict)):
     raise SuperTinyError(f"{path}: its metadata does not name a model (model, scale, channels, options)")
-  model = create_model(meta["model"], scale=meta["scale"], channels=meta["channels"], **options)
+  if border is not None:
+    options = {**options, "border": border}
+    meta = {**meta, "options": options}
+  try:
+    model = create_model(meta["model"], scale=meta["scale"], channels=meta["channels"], **options)
+  except (TypeError, ValueError) as exc:
+    if border is None:
+      raise
+    raise SuperTinyError(f"{path}: {meta['model']} cannot take border {border!r} ({exc})") from None
   load_weights(model, {k: v.numpy() for k, v in section(tensors, "model").items()})
   return model, meta
 
@@ -64,9 +73,11 @@ def section(tensors: dict[str, Tensor], name: str) -> dict[str, Tensor]:
   return {k.removeprefix(f"{name}/"): v for k, v in tensors.items() if k.startswith(f"{name}/")}
 
 
-def export_weights(source: str | Path, target: str | Path) -> dict[str, Any]:
-  """Copy a checkpoint keeping the model weights and metadata, dropping the optimizer state; returns the metadata."""
-  model, meta = model_from_checkpoint(source)
+def export_weights(source: str | Path, target: str | Path, border: str | None = None) -> dict[str, Any]:
+  """Copy a checkpoint keeping the model weights and metadata, dropping the optimizer state; returns the metadata.
+  `border` ("zeros" or "symmetric", see models.base.SRNet) sets how the exported model extends images past their
+  edges; the weights are the same either way."""
+  model, meta = model_from_checkpoint(source, border)
   keep = {k: v for k, v in meta.items() if k not in ("format", "model", "scale", "channels")}
   save_checkpoint(target, model, keep)
   return meta

@@ -645,8 +645,10 @@ def cmd_paper(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
   from .checkpoint import export_weights
 
-  meta = export_weights(args.checkpoint, args.output)
-  print(f"wrote {args.output}: {meta['model']} x{meta['scale']} ({meta['channels']} channel(s)), weights only")
+  meta = export_weights(args.checkpoint, args.output, args.border)
+  border = meta.get("options", {}).get("border", "zeros")
+  print(f"wrote {args.output}: {meta['model']} x{meta['scale']} ({meta['channels']} channel(s)), weights only, "
+        f"border {border}")
   return 0
 
 
@@ -765,6 +767,9 @@ def build_parser() -> argparse.ArgumentParser:
   ex = sub.add_parser("export", help="copy a training checkpoint without its optimizer state (to share or ship)")
   ex.add_argument("checkpoint")
   ex.add_argument("output")
+  ex.add_argument("--border", choices=("zeros", "symmetric"),
+                  help="how the exported model extends images past their edges: the layers' zero padding, or the "
+                       "image mirrored (symmetric) by the model's reach [kept from the checkpoint]")
   ex.set_defaults(run=cmd_export)
 
   tr = sub.add_parser("train", help="train a model (resumable); writes checkpoints and metrics.csv to --out")

@@ -260,6 +260,18 @@ def _symmetric_pad(x: Tensor, before: int, after: int, axis: int) -> Tensor:
   return Tensor.cat(*pieces, dim=axis) if len(pieces) > 1 else x
 
 
+def pad_symmetric(x: Tensor, pad: int) -> Tensor:
+  """Extend the last two axes of `x` by `pad` pixels on every side, mirrored with the edge repeated (numpy's
+  mode='symmetric'); a pad wider than the image mirrors the extended image again, as numpy does."""
+  for axis in (x.ndim - 2, x.ndim - 1):
+    before = after = pad
+    while before or after:
+      step_before, step_after = min(before, x.shape[axis]), min(after, x.shape[axis])
+      x = _symmetric_pad(x, step_before, step_after, axis)
+      before, after = before - step_before, after - step_after
+  return x
+
+
 def upsample(x: Tensor, scale: int, method: str = "bicubic") -> Tensor:
   """MATLAB imresize of an NCHW tensor by an integer `scale` (no rounding or clipping): the same values as
   `resize(x, scale)`, computed as one small convolution per output phase and a pixel shuffle instead of two dense

@@ -8,12 +8,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from tinygrad import Tensor
 
+from supertiny.checkpoint import model_from_checkpoint, read_checkpoint
 from supertiny.cli import main
 from supertiny.data.images import read_image, write_image
 from supertiny.evaluate import degrade
 from supertiny.ops import modcrop
-from supertiny.pretrained import default_model
+from supertiny.pretrained import default_model, shipped_for
 
 
 def run(capsys, *argv):
@@ -131,3 +133,26 @@ def bicubic_psnr_of_the_sample(scale: int) -> float:
 
   lr, hr = load_pair(SAMPLE, scale)
   return score(upscale_array(create_model("bicubic", scale=scale, channels=None), lr), hr, scale)[0]
+
+
+def test_export_keeps_the_weights_and_sets_the_border(capsys, tmp_path):
+  source = Path(shipped_for("espcn", 2, 1)[0]["path"])
+  code, out, _ = run(capsys, "export", source, tmp_path / "mirrored.safetensors", "--border", "symmetric")
+  assert code == 0 and "border symmetric" in out
+  meta_in, weights_in = read_checkpoint(source)
+  meta_out, weights_out = read_checkpoint(tmp_path / "mirrored.safetensors")
+  assert sorted(weights_in) == sorted(weights_out) and not any(k.startswith("optimizer/") for k in weights_out)
+  assert all(np.array_equal(weights_in[k].numpy(), weights_out[k].numpy()) for k in weights_in)
+  assert meta_out["options"] == {**meta_in.get("options", {}), "border": "symmetric"}
+  assert {k: v for k, v in meta_out.items() if k != "options"} == {k: v for k, v in meta_in.items() if k != "options"}
+  # the exported model on an image is the zero-padded one on the image mirrored by numpy, cut back
+  zeros, _ = model_from_checkpoint(source)
+  mirrored, _ = model_from_checkpoint(tmp_path / "mirrored.safetensors")
+  x = np.random.default_rng(0).random((1, 1, 12, 9), dtype=np.float32)
+  pad = zeros.receptive_field
+  reference = zeros(Tensor(np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)), mode="symmetric"))).numpy()
+  np.testing.assert_allclose(mirrored(Tensor(x)).numpy(), reference[..., 2 * pad:-2 * pad, 2 * pad:-2 * pad],
+                             atol=1e-5, rtol=0)
+  code, _, _ = run(capsys, "export", tmp_path / "mirrored.safetensors", tmp_path / "back.safetensors",
+                   "--border", "zeros")
+  assert code == 0 and read_checkpoint(tmp_path / "back.safetensors")[0]["options"]["border"] == "zeros"

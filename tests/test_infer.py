@@ -55,6 +55,7 @@ BUTTERFLY = read_image(Path(__file__).parents[1] / "supertiny" / "samples" / "bu
   ("espcn", 3, 1, {}, 3, (16, 23)),                    # Y model: chroma and luma take different routes
   ("edsr-baseline", 2, 3, {"blocks": 1}, 3, (21,)),
   ("fsrcnn", 2, 1, {}, 4, (25,)),                      # alpha upscaled with bicubic beside the model
+  ("fsrcnn", 3, 1, {"centered": True, "border": "symmetric"}, 3, (17,)),  # each tile mirrored, its mirror cut
   ("bicubic", 4, None, {}, 1, (7, 12)),
 ])
 def test_tiled_equals_untiled_byte_for_byte(name, scale, channels, options, bands, tiles):

@@ -6,8 +6,10 @@ import numpy as np
 from tinygrad import Tensor, nn
 from tinygrad.nn.state import get_parameters
 
-from ..ops import resize
+from ..ops import pad_symmetric, resize
 from .layers import BICUBIC_TAPS, activation, conv
+
+BORDERS = ("zeros", "symmetric")
 
 
 class SRNet:
@@ -16,10 +18,31 @@ class SRNet:
   name = "model"
   receptive_field: int | None = None
 
-  def __init__(self, scale: int, channels: int | None):
+  def __init__(self, scale: int, channels: int | None, border: str = "zeros"):
     if channels is None:
       channels = 3  # a channel-agnostic request gets RGB
-    self.scale, self.channels = scale, channels
+    if border not in BORDERS:
+      raise ValueError(f"unknown border {border!r}; choose from {', '.join(BORDERS)}")
+    self.scale, self.channels, self.border = scale, channels, border
+
+  # How the image continues past its edges. "zeros": the layers' own zero padding. "symmetric": the LR image is
+  # mirrored (edge repeated, MATLAB's 'symmetric') by the receptive field before the layers and the extension cut
+  # from the output, so border pixels see image-like content, as the published test code's replicate padding gave.
+  def extend(self, x: Tensor) -> Tensor:
+    """The LR input as the layers see it: mirrored past its edges for border "symmetric"."""
+    return x if self.border == "zeros" else pad_symmetric(x, self._border_reach())
+
+  def trim(self, y: Tensor) -> Tensor:
+    """The output of `extend`ed input cut back to the image."""
+    if self.border == "zeros":
+      return y
+    cut = self._border_reach() * self.scale
+    return y[:, :, cut:y.shape[2] - cut, cut:y.shape[3] - cut]
+
+  def _border_reach(self) -> int:
+    if self.receptive_field is None:
+      raise ValueError(f"{self.name} sees the whole image: it has no finite reach to mirror its border by")
+    return self.receptive_field // 2 + 1  # the most LR pixels one side of an output reaches (the span is two sides)
 
   def parameters(self) -> list[Tensor]:
     return get_parameters(self)

@@ -48,8 +48,8 @@ class EDSR(SRNet):
   upsampling_layers = ("tail",)
 
   def __init__(self, scale: int, channels: int | None = 3, blocks: int = 16, width: int = 64, res_scale: float = 1.0,
-               rgb_range: float = 255.0):
-    super().__init__(scale, channels)
+               rgb_range: float = 255.0, border: str = "zeros"):
+    super().__init__(scale, channels, border)
     self.feature_channels = width
     self.rgb_range = rgb_range
     self.mean = DIV2K_RGB_MEAN if self.channels == 3 else (sum(DIV2K_RGB_MEAN) / 3,)
@@ -71,5 +71,5 @@ class EDSR(SRNet):
     return res + h
 
   def __call__(self, x: Tensor) -> Tensor:
-    out = self.tail[1](run_upsampler(self.tail[0], self.features(x)))
-    return (out + self._mean(out.device)) / self.rgb_range
+    out = self.tail[1](run_upsampler(self.tail[0], self.features(self.extend(x))))
+    return self.trim((out + self._mean(out.device)) / self.rgb_range)

@@ -17,8 +17,8 @@ class ESPCN(SRNet):
   upsampling_layers = ("subpixel",)
 
   def __init__(self, scale: int, channels: int | None = 1, variant: str = "original", batchnorm: bool | None = None,
-               activation: str | None = None):
-    super().__init__(scale, channels)
+               activation: str | None = None, border: str = "zeros"):
+    super().__init__(scale, channels, border)
     if variant not in ("original", "paper"):
       raise ValueError(f"unknown ESPCN variant {variant!r}; choose 'original' or 'paper'")
     paper = variant == "paper"
@@ -35,4 +35,4 @@ class ESPCN(SRNet):
     return self.map(self.extract(x))
 
   def __call__(self, x: Tensor) -> Tensor:
-    return pixel_shuffle(self.subpixel(self.features(x)), self.scale)
+    return self.trim(pixel_shuffle(self.subpixel(self.features(self.extend(x))), self.scale))

@@ -17,8 +17,8 @@ class FSRCNN(SRNet):
   upsampling_layers = ("deconv",)
 
   def __init__(self, scale: int, channels: int | None = 1, d: int = 56, s: int = 12, m: int = 4,
-               centered: bool = False):
-    super().__init__(scale, channels)
+               centered: bool = False, border: str = "zeros"):
+    super().__init__(scale, channels, border)
     self.feature_channels = d
     self.extract = ConvUnit(conv(self.channels, d, 5), d, "prelu")
     self.shrink = ConvUnit(conv(d, s, 1), s, "prelu")
@@ -38,4 +38,4 @@ class FSRCNN(SRNet):
     return self.expand(x)
 
   def __call__(self, x: Tensor) -> Tensor:
-    return self.deconv(self.features(x))
+    return self.trim(self.deconv(self.features(self.extend(x))))

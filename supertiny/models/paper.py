@@ -16,21 +16,22 @@ from .registry import register
 class SingleKernel(SRNet):
   name = "single-kernel"
 
-  def __init__(self, scale: int, channels: int | None = 3, kernel: int = 13):
-    super().__init__(scale, channels)
+  def __init__(self, scale: int, channels: int | None = 3, kernel: int = 13, border: str = "zeros"):
+    super().__init__(scale, channels, border)
     self.conv = conv(self.channels, self.channels, kernel)
     self.receptive_field = lr_span(kernel, scale=scale) + BICUBIC_TAPS
 
   def __call__(self, x: Tensor) -> Tensor:
-    return self.conv(resize(x, float(self.scale)))
+    return self.trim(self.conv(resize(self.extend(x), float(self.scale))))
 
 
 @register("transposed-conv", "three transposed convolutions C-64-32-C (5, 3, 5), the first strided by the scale")
 class TransposedConv(SRNet):
   name = "transposed-conv"
 
-  def __init__(self, scale: int, channels: int | None = 3, batchnorm: bool = False, activation: str = "relu"):
-    super().__init__(scale, channels)
+  def __init__(self, scale: int, channels: int | None = 3, batchnorm: bool = False, activation: str = "relu",
+               border: str = "zeros"):
+    super().__init__(scale, channels, border)
     c = self.channels
     # output = (H - 1) * s - 2p + 5 + op must be s * H: choose padding p and output padding op (< s) for that
     pad = max(0, math.ceil((5 - scale) / 2))
@@ -42,4 +43,4 @@ class TransposedConv(SRNet):
     self.receptive_field = math.ceil((5 - 1 + 2 + 4) / scale) + 1
 
   def __call__(self, x: Tensor) -> Tensor:
-    return self.out(self.refine(self.up(x)))
+    return self.trim(self.out(self.refine(self.up(self.extend(x)))))

@@ -17,8 +17,8 @@ class SRCNN(SRNet):
   name = "srcnn"
 
   def __init__(self, scale: int, channels: int | None = 1, variant: str = "9-5-5", filters: tuple[int, int] = (64, 32),
-               batchnorm: bool = False, activation: str = "relu"):
-    super().__init__(scale, channels)
+               batchnorm: bool = False, activation: str = "relu", border: str = "zeros"):
+    super().__init__(scale, channels, border)
     if variant not in VARIANTS:
       raise ValueError(f"unknown SRCNN variant {variant!r}; choose from {', '.join(VARIANTS)}")
     k1, k2, k3 = VARIANTS[variant]
@@ -29,4 +29,4 @@ class SRCNN(SRNet):
     self.receptive_field = lr_span(k1, k2, k3, scale=scale) + BICUBIC_TAPS
 
   def __call__(self, x: Tensor) -> Tensor:
-    return self.reconstruct(self.map(self.extract(resize(x, float(self.scale)))))
+    return self.trim(self.reconstruct(self.map(self.extract(resize(self.extend(x), float(self.scale))))))

@@ -15,16 +15,16 @@ class VDSR(SRNet):
   name = "vdsr"
 
   def __init__(self, scale: int, channels: int | None = 1, depth: int = 20, width: int = 64,
-               batchnorm: bool = False, activation: str = "relu"):
-    super().__init__(scale, channels)
+               batchnorm: bool = False, activation: str = "relu", border: str = "zeros"):
+    super().__init__(scale, channels, border)
     self.input = ConvUnit(conv(self.channels, width, 3), width, activation, batchnorm)
     self.body = [ConvUnit(conv(width, width, 3), width, activation, batchnorm) for _ in range(depth - 2)]
     self.output = conv(width, self.channels, 3)
     self.receptive_field = lr_span(*([3] * depth), scale=scale) + BICUBIC_TAPS
 
   def __call__(self, x: Tensor) -> Tensor:
-    upsampled = upsample(x, self.scale)
+    upsampled = upsample(self.extend(x), self.scale)
     h = self.input(upsampled)
     for layer in self.body:
       h = layer(h)
-    return upsampled + self.output(h)
+    return self.trim(upsampled + self.output(h))

@@ -251,6 +251,55 @@ def test_declared_receptive_field_bounds_the_measured_one(name, scale, channels,
   assert extent <= declared <= extent + 1
 
 
+BORDER_CASES = [  # every model with a border option; sizes small enough that the mirror folds over
+  ("espcn", 3, 1, {}, lambda: ref.ESPCN(3, 1)),
+  ("fsrcnn", 3, 1, {"centered": True}, lambda: ref.FSRCNN(3, 1, padding=3)),
+  ("fsrcnn", 2, 1, {}, lambda: ref.FSRCNN(2, 1)),
+  ("srcnn", 4, 1, {}, lambda: ref.SRCNN(4, 1)),
+  ("single-kernel", 2, 1, {}, lambda: ref.SingleKernel(2, 1)),
+  ("transposed-conv", 3, 1, {}, lambda: ref.TransposedConv(3, 1)),
+  ("vdsr", 3, 1, {"depth": 6}, lambda: ref.VDSR(3, 1, depth=6)),
+  ("edsr-baseline", 2, 3, {"blocks": 2}, lambda: ref.EDSR(2, blocks=2)),
+]
+
+
+@pytest.mark.parametrize("name,scale,channels,options,factory", BORDER_CASES,
+                         ids=[f"{c[0]}-x{c[1]}" for c in BORDER_CASES])
+def test_symmetric_border_is_the_model_on_the_mirrored_image(tmp_path, name, scale, channels, options, factory):
+  """border="symmetric" equals the PyTorch model run on the image mirrored (numpy's 'symmetric') by its whole
+  receptive field, then cut back: every output pixel sees mirrored image, never the layers' zero padding."""
+  torch.manual_seed(0)
+  reference = factory()
+  _perturb_constant_inits(reference)
+  with torch.no_grad():  # zero-initialised last layers would hide what the border feeds through them
+    for parameter in reference.parameters():
+      if parameter.requires_grad:  # EDSR's mean shift is fixed
+        parameter.add_(0.05 * torch.randn(parameter.shape))
+  reference.eval()
+  torch.save(reference.state_dict(), tmp_path / "weights.pth")
+  model = create_model(name, scale=scale, channels=channels, border="symmetric", **options)
+  load_weights(model, tmp_path / "weights.pth")
+  x = np.random.default_rng(1).random((1, channels, 11, 8), dtype=np.float32)
+  margin = model.receptive_field
+  mirrored = np.pad(x, ((0, 0), (0, 0), (margin, margin), (margin, margin)), mode="symmetric")
+  with torch.no_grad():
+    theirs = reference(torch.from_numpy(mirrored)).numpy()[..., margin * scale:-margin * scale,
+                                                            margin * scale:-margin * scale]
+  zeros = create_model(name, scale=scale, channels=channels, **options)
+  load_weights(zeros, tmp_path / "weights.pth")
+  ours, plain = model(Tensor(x)).numpy(), zeros(Tensor(x)).numpy()
+  assert ours.shape == theirs.shape == (1, channels, 11 * scale, 8 * scale)
+  np.testing.assert_allclose(ours, theirs, atol=1e-4, rtol=0)
+  assert np.abs(plain - theirs).max() > 1e-3  # the zero-padded border differs: the option changes something
+
+
+def test_border_is_checked_and_global_models_have_none():
+  with pytest.raises(ValueError, match="unknown border 'reflect'"):
+    create_model("espcn", scale=2, channels=1, border="reflect")
+  with pytest.raises(TypeError):
+    create_model("swinir-light", scale=2, channels=3, border="symmetric")
+
+
 def test_conv_transformer_embedder_swaps_in_another_models_features():
   model = create_model("conv-transformer", scale=2, channels=1, embedder="espcn", depth=1)
   names = set(get_state_dict(model))
