@@ -126,7 +126,9 @@ def main() -> None:
               f"{meta.get('step')}, validated on {config.get('val')}"
               + (f" (last {config['val_last']})" if config.get("val_last") else "")
               + (f"; {float(meta['seconds']) / 3600:.1f} h wall time, {meta.get('device', '?')}" if "seconds" in meta
-                 else "; wall time not recorded"))
+                 else "; wall time not recorded")
+              + ("; image edges mirrored (border symmetric)" if meta.get("options", {}).get("border") == "symmetric"
+                 else ""))
     rows.append(f"| `{path.stem}` | x{scale} | {measured['Set5']['psnr']:.2f} / {measured['Set5']['ssim']:.4f} | "
                 f"{measured['Set14']['psnr']:.2f} / {measured['Set14']['ssim']:.4f} | "
                 f"{bicubic['Set5']['psnr']:.2f} / {bicubic['Set14']['psnr']:.2f} | "

@@ -2,8 +2,9 @@
 alone: the last 10 images of BSDS200, as the training recipes validate, never Set5 or Set14.
 
 Every shipped file is scored with the layers' zero padding and with the image mirrored ("symmetric"); with
-`--apply` a file whose validation PSNR rises with the mirror is re-exported with that option (its weights and
-training metadata unchanged: `supertiny export --border`).
+`--apply` a file whose validation PSNR rises by at least MIN_GAIN with the mirror is re-exported with that option
+(its weights and training metadata unchanged: `supertiny export --border`). The mirror costs compute (each tile
+grows by the model's reach on every side), so a gain below MIN_GAIN, within validation's noise, keeps zeros.
 
   .venv/bin/python configs/choose_borders.py [--apply] [FILE_STEM ...]   # about 10 min for all of them
 """
@@ -17,11 +18,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from supertiny.checkpoint import export_weights, model_from_checkpoint  # noqa: E402
+from supertiny.checkpoint import export_weights, model_from_checkpoint, read_checkpoint  # noqa: E402
 from supertiny.evaluate import evaluate_folder  # noqa: E402
 from supertiny.pretrained import WEIGHTS  # noqa: E402
 
 VALIDATION = ROOT.parent / "shared" / "datasets" / "BSDS200"
+MIN_GAIN = 0.001  # dB
 
 
 def validation_psnr(path: Path, border: str) -> float:
@@ -40,9 +42,9 @@ def main() -> None:
   print(f"{'file':<24} {'zeros':>9} {'symmetric':>9}  chosen")
   for path in files:
     zeros, mirrored = validation_psnr(path, "zeros"), validation_psnr(path, "symmetric")
-    chosen = "symmetric" if mirrored > zeros else "zeros"
+    chosen = "symmetric" if mirrored >= zeros + MIN_GAIN else "zeros"
     print(f"{path.stem:<24} {zeros:9.4f} {mirrored:9.4f}  {chosen}", flush=True)
-    if args.apply:
+    if args.apply and chosen != read_checkpoint(path)[0].get("options", {}).get("border", "zeros"):
       export_weights(path, path, chosen)
 
 
