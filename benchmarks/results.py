@@ -62,7 +62,7 @@ def _cache_key(model: str, scale: int) -> str:
 def evaluate(model: str, scale: int, cache: dict[str, dict] | None = None) -> dict[str, dict[str, float]]:
   """Set5 and Set14 Y PSNR/SSIM from `supertiny eval --json`; a `cache` answers for a file scored before."""
   key = _cache_key(model, scale)
-  if cache is not None and key in cache:
+  if cache is not None and all(folder.name in cache.get(key, {}) for folder in SETS):
     return {folder.name: cache[key][folder.name] for folder in SETS}  # the cache file sorts its keys
   done = subprocess.run([sys.executable, "-m", "supertiny", "eval", "--model", model, "--scale", str(scale),
                          "--json", *map(str, SETS)], capture_output=True, text=True, check=True, cwd=ROOT)

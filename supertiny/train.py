@@ -586,6 +586,8 @@ def held_out(config: TrainConfig) -> set[Path]:
 
 def device_history(earlier: str, resumed_at: int, here: str) -> str:
   """Where a run's steps ran, across resumes: "CPU (1 core) to step 1648; CUDA" for a run moved to a GPU."""
+  # checkpoints written before the singular was fixed say "CPU (1 cores)"
+  earlier = earlier.replace("(1 cores)", "(1 core)")
   if not earlier or earlier.split("; ")[-1] == here:
     return earlier or here
   return f"{earlier} to step {resumed_at}; {here}"

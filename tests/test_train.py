@@ -15,7 +15,7 @@ from supertiny.checkpoint import model_from_checkpoint, read_checkpoint
 from supertiny.cli import main
 from supertiny.data.images import read_image, write_image
 from supertiny.errors import SuperTinyError
-from supertiny.train import TrainConfig, learning_rate, load_config, resolve_devices, train
+from supertiny.train import TrainConfig, device_history, learning_rate, load_config, resolve_devices, train
 
 
 def test_learning_rate_schedules():
@@ -153,6 +153,14 @@ def test_a_resumed_run_records_each_device_it_ran_on(tmp_path, assets):
     train(TrainConfig.from_dict(_config(assets, steps=steps, cores=cores, val=None)), tmp_path / "run",
           resume=steps > 2, **quiet)
   assert read_checkpoint(tmp_path / "run" / "last.safetensors")[0]["device"] == "CPU (1 core) to step 2; CPU (2 cores)"
+
+
+def test_device_history_adds_a_segment_only_on_another_device():
+  assert device_history("", 0, "CPU (2 cores)") == "CPU (2 cores)"
+  assert device_history("CPU (2 cores)", 40, "CPU (2 cores)") == "CPU (2 cores)"
+  assert device_history("CPU (1 core)", 1648, "CUDA") == "CPU (1 core) to step 1648; CUDA"
+  # metadata written before the singular was fixed is the same device, not a new segment
+  assert device_history("CPU (1 cores)", 300, "CPU (1 core)") == "CPU (1 core)"
 
 
 def test_sigkill_then_resume_equals_an_uninterrupted_run(tmp_path, assets):
