@@ -26,7 +26,7 @@ class SRNet:
     self.scale, self.channels, self.border = scale, channels, border
 
   # How the image continues past its edges. "zeros": the layers' own zero padding. "symmetric": the LR image is
-  # mirrored (edge repeated, MATLAB's 'symmetric') by the receptive field before the layers and the extension cut
+  # mirrored (edge repeated, MATLAB's 'symmetric') by the model's reach before the layers and the extension cut
   # from the output, so border pixels see image-like content, as the published test code's replicate padding gave.
   def extend(self, x: Tensor) -> Tensor:
     """The LR input as the layers see it: mirrored past its edges for border "symmetric"."""
