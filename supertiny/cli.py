@@ -330,9 +330,9 @@ def cmd_train(args: argparse.Namespace) -> int:
   if args.old_lr is not None:
     warnings.warn("`train --lr` is deprecated and will be removed: use --learning-rate", FutureWarning, stacklevel=1)
     args.lr = args.lr if args.lr is not None else args.old_lr
-  for key in ("model", "scale", "train", "train_lr", "val", "val_last", "steps", "batch", "patch", "shave", "lr",
-              "loss", "optimizer", "schedule", "warmup", "clip", "seed", "val_every", "save_every", "cores", "init",
-              "worldstrat", "rescale"):
+  for key in ("model", "scale", "train", "train_lr", "val", "val_last", "steps", "batch", "patch", "shave",
+              "edge_margin", "lr", "loss", "optimizer", "schedule", "warmup", "clip", "seed", "val_every", "save_every",
+              "cores", "init", "worldstrat", "rescale"):
     given = getattr(args, key)
     if given is not None:
       values[key] = given
@@ -794,6 +794,9 @@ def build_parser() -> argparse.ArgumentParser:
   tr.add_argument("--patch", type=_positive_int, help="LR patch side")
   tr.add_argument("--shave", type=_non_negative_int,
                   help="LR pixels at each patch edge left out of the loss (0 = none): train on interior outputs")
+  tr.add_argument("--edge-margin", dest="edge_margin", type=_non_negative_int,
+                  help="LR pixels of mirror around each training image (at most --shave), so a border=symmetric "
+                       "model learns the image edges as it sees them [0]")
   tr.add_argument("--learning-rate", dest="lr", type=float, help="learning rate")
   tr.add_argument("--lr", dest="old_lr", type=float, help=argparse.SUPPRESS)  # deprecated: --learning-rate
   tr.add_argument("--loss", choices=("l1", "l2", "charbonnier"))

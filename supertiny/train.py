@@ -176,6 +176,8 @@ class TrainConfig:
   batch: int = 16
   patch: int = 17               # LR patch side
   shave: int = 0                # LR pixels at each patch edge left out of the loss (InteriorLoss); 0 = none
+  edge_margin: int = 0          # LR pixels of mirror around each training image (at most shave), so the scored
+                                # interior reaches the image edges as a border="symmetric" model sees them
   lr: float = 1e-3
   optimizer: str = "adam"       # adam | adamw
   weight_decay: float = 0.0
@@ -241,6 +243,10 @@ class TrainConfig:
       problems.append("val_last must be a count of images of `val` (0 = all)")
     if self.shave < 0 or 2 * self.shave >= self.patch:
       problems.append("shave must leave part of the patch: 0 <= 2 * shave < patch")
+    if not 0 <= self.edge_margin <= self.shave:
+      problems.append("edge_margin must be between 0 and shave: the loss then scores only real pixels")
+    if self.edge_margin and self.options.get("border") != "symmetric":
+      problems.append('edge_margin trains the mirrored border: give the model options border = "symmetric"')
     if self.lr <= 0:
       problems.append("lr must be positive")
     if any(not 0 < factor <= 1 for factor in self.rescale):
@@ -432,13 +438,17 @@ def train(config: TrainConfig, out: str | Path, resume: bool = False,
 
 
 def _start_from(model: Any, config: TrainConfig) -> list[str]:
-  """Load the weights of `config.init` into `model`; its model, channels and options must be the run's. A
-  checkpoint of another scale gives all but the upsampling layers, which keep their fresh start (FSRCNN's own way
-  to a new scale: the LR-space layers transfer, the deconvolution is learnt again; models that work on the bicubic
-  image, as SRCNN, transfer whole). Returns the names left fresh."""
+  """Load the weights of `config.init` into `model`; its model, channels and options (but the border, which changes
+  no weight) must be the run's. A checkpoint of another scale gives all but the upsampling layers, which keep their
+  fresh start (FSRCNN's own way to a new scale: the LR-space layers transfer, the deconvolution is learnt again;
+  models that work on the bicubic image, as SRCNN, transfer whole). Returns the names left fresh."""
   meta, tensors = read_checkpoint(config.init)
-  held = (meta.get("model"), meta.get("scale"), meta.get("channels"), meta.get("options") or {})
-  wanted = (config.model, config.scale, config.channels, config.options)
+
+  def weighty(options: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in options.items() if k != "border"}
+
+  held = (meta.get("model"), meta.get("scale"), meta.get("channels"), weighty(meta.get("options") or {}))
+  wanted = (config.model, config.scale, config.channels, weighty(config.options))
   upsampling = tuple(getattr(model, "upsampling_layers", ()))
   other_scale = held[0] == wanted[0] and held[2:] == wanted[2:] and held[1] != wanted[1]
   if held != wanted and not other_scale:
@@ -469,7 +479,8 @@ def _train(config: TrainConfig, run: Run, resume: bool, report: Callable[[str], 
   else:
     pairs = load_hr_folders(config.train, config.scale, config.channels, cache_folder() if config.cache else None,
                             exclude=held_out(config), rescale=config.rescale)
-  sampler = PatchSampler(pairs, config.scale, config.patch, config.batch, config.seed, config.augment)
+  sampler = PatchSampler(pairs, config.scale, config.patch, config.batch, config.seed, config.augment,
+                         config.edge_margin)
 
   devices = resolve_devices(config.devices)
   start, best, checkpoint, spent, earlier_devices = 0, {"psnr": -math.inf, "ssim": 0.0}, None, 0.0, ""

@@ -349,6 +349,22 @@ def test_shave_leaves_the_patch_edges_out_of_the_loss():
     TrainConfig.from_dict({"model": "espcn", "scale": 3, "train": ["x"], "patch": 12, "shave": 6})
 
 
+def test_edge_margin_trains_a_mirrored_border_model_from_a_zero_border_start(tmp_path, assets):
+  """edge_margin needs the mirrored border and at most `shave`; a border="symmetric" run may start from a checkpoint
+  without it (the border changes no weight), and its checkpoints carry the border."""
+  with pytest.raises(SuperTinyError, match="edge_margin must be between 0 and shave"):
+    TrainConfig.from_dict(_config(assets, shave=1, edge_margin=2, options={"border": "symmetric"}))
+  with pytest.raises(SuperTinyError, match='give the model options border = "symmetric"'):
+    TrainConfig.from_dict(_config(assets, shave=2, edge_margin=2))
+  quiet = {"progress": False, "report": lambda _: None}
+  train(TrainConfig.from_dict(_config(assets, steps=1, val=None, save_every=1)), tmp_path / "start", **quiet)
+  config = _config(assets, steps=2, val=None, save_every=2, shave=2, edge_margin=2, options={"border": "symmetric"},
+                   init=str(tmp_path / "start" / "last.safetensors"))
+  train(TrainConfig.from_dict(config), tmp_path / "edges", **quiet)
+  model, meta = model_from_checkpoint(tmp_path / "edges" / "last.safetensors")
+  assert meta["options"] == {"border": "symmetric"} and model.border == "symmetric" and meta["step"] == 2
+
+
 def test_shave_reaches_the_training_loss(tmp_path, assets):
   """Same seed, same first batch and weights: the first step's loss changes when the patch edges leave it."""
   first = {}

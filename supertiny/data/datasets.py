@@ -62,9 +62,15 @@ def load_paired_folders(lr_folder: str | Path, hr_folder: str | Path, scale: int
 
 
 class PatchSampler:
-  """Random aligned LR/HR patches with flips and 90-degree rotations; batch k is a function of (seed, k)."""
+  """Random aligned LR/HR patches with flips and 90-degree rotations; batch k is a function of (seed, k). `margin`:
+  LR pixels of mirror added around every image first, so patches reach past its edges."""
 
-  def __init__(self, pairs: list[Pair], scale: int, patch: int, batch: int, seed: int = 0, augment: bool = True):
+  def __init__(self, pairs: list[Pair], scale: int, patch: int, batch: int, seed: int = 0, augment: bool = True,
+               margin: int = 0):
+    if margin:  # images mirrored past their edges (numpy 'symmetric'), LR by `margin` pixels and HR to match
+      pairs = [Pair(p.name, np.pad(p.lr, ((margin, margin), (margin, margin), (0, 0)), mode="symmetric"),
+                    np.pad(p.hr, ((margin * scale,) * 2, (margin * scale,) * 2, (0, 0)), mode="symmetric"))
+               for p in pairs]
     usable = [p for p in pairs if min(p.lr.shape[:2]) >= patch]
     if not usable:
       raise SuperTinyError(f"no training image is at least {patch} LR pixels on each side (patch size {patch})")

@@ -67,6 +67,28 @@ def test_patches_are_aligned_augmented_and_deterministic(assets):
   np.testing.assert_array_equal(prefetched[2][1], lr)
 
 
+def test_a_margin_draws_patches_from_the_image_mirrored_past_its_edges():
+  """margin m: each patch is a crop of the image mirrored by numpy ('symmetric', m LR and m*scale HR pixels), with
+  its HR crop aligned; patches reach into the mirror, and with shave = m the scored interior stays in the image."""
+  from supertiny.data.datasets import Pair
+
+  rng = np.random.default_rng(0)
+  lr, hr = rng.random((14, 11, 1), dtype=np.float32), rng.random((28, 22, 1), dtype=np.float32)
+  m, p = 3, 8
+  mirror_lr = np.pad(lr, ((m, m), (m, m), (0, 0)), mode="symmetric")
+  mirror_hr = np.pad(hr, ((2 * m, 2 * m), (2 * m, 2 * m), (0, 0)), mode="symmetric")
+  sampler = PatchSampler([Pair("x", lr, hr)], scale=2, patch=p, batch=16, seed=1, augment=False, margin=m)
+  corners = set()
+  for step in range(8):
+    lrs, hrs = sampler.batch_at(step)
+    for lr_patch, hr_patch in zip(lrs[:, 0], hrs[:, 0], strict=True):
+      (y, x), = [(y, x) for y in range(mirror_lr.shape[0] - p + 1) for x in range(mirror_lr.shape[1] - p + 1)
+                 if np.array_equal(mirror_lr[y:y + p, x:x + p, 0], lr_patch)]
+      np.testing.assert_array_equal(hr_patch, mirror_hr[2 * y:2 * (y + p), 2 * x:2 * (x + p), 0])
+      corners.add((y, x))
+  assert min(y for y, _ in corners) < m and max(x for _, x in corners) > lr.shape[1] - p + m  # into the mirror
+
+
 def test_patch_larger_than_every_image_is_refused(assets):
   pairs = load_hr_folders([assets / "Set5"], scale=4, channels=1)
   with pytest.raises(SuperTinyError, match="patch size 200"):
