@@ -121,6 +121,8 @@ def main() -> None:
     if config.get("rescale"):
       data += f" (also at {', '.join(f'{f:g}' for f in config['rescale'])} of its size)"
     interior = f", patch edges of {config['shave']} pixels out of the loss" if config.get("shave") else ""
+    if config.get("edge_margin"):
+      interior += f", images mirrored by {config['edge_margin']} pixels to train their edges"
     tuned = f" ({config.get('loss')} loss{interior}, from {config['init']})" if config.get("init") else interior
     recipe = (f"{config.get('steps')} steps x batch {config.get('batch')} on {data}{tuned}, best at step "
               f"{meta.get('step')}, validated on {config.get('val')}"
