@@ -18,6 +18,8 @@ from . import __version__
 from .data.radiometry import CHOICES as RADIOMETRY_CHOICES
 from .errors import SuperTinyError, Terminated, raise_terminated
 
+BORDERS = ("zeros", "symmetric")  # supertiny.models.base.BORDERS, written out: the CLI starts without tinygrad
+
 SAMPLE = Path(__file__).parent / "samples" / "butterfly.png"
 
 
@@ -331,8 +333,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     warnings.warn("`train --lr` is deprecated and will be removed: use --learning-rate", FutureWarning, stacklevel=1)
     args.lr = args.lr if args.lr is not None else args.old_lr
   for key in ("model", "scale", "train", "train_lr", "val", "val_last", "steps", "batch", "patch", "shave",
-              "edge_margin", "lr", "loss", "optimizer", "schedule", "warmup", "clip", "seed", "val_every", "save_every",
-              "cores", "init", "worldstrat", "rescale"):
+              "edge_margin", "lr", "loss", "optimizer", "schedule", "warmup", "clip", "ema", "seed", "val_every",
+              "save_every", "cores", "init", "worldstrat", "rescale"):
     given = getattr(args, key)
     if given is not None:
       values[key] = given
@@ -767,7 +769,7 @@ def build_parser() -> argparse.ArgumentParser:
   ex = sub.add_parser("export", help="copy a training checkpoint without its optimizer state (to share or ship)")
   ex.add_argument("checkpoint")
   ex.add_argument("output")
-  ex.add_argument("--border", choices=("zeros", "symmetric"),
+  ex.add_argument("--border", choices=BORDERS,
                   help="how the exported model extends images past their edges: the layers' zero padding, or the "
                        "image mirrored (symmetric) by the model's reach [kept from the checkpoint]")
   ex.set_defaults(run=cmd_export)
@@ -804,6 +806,9 @@ def build_parser() -> argparse.ArgumentParser:
   tr.add_argument("--schedule", choices=("constant", "step", "cosine"))
   tr.add_argument("--warmup", type=int)
   tr.add_argument("--clip", type=float, help="clip the gradients' global norm (0 = off)")
+  tr.add_argument("--ema", type=float, metavar="DECAY",
+                  help="validate and keep as best an exponential moving average of the weights with this decay per "
+                       "step (0.999 is common) [0 = off]")
   tr.add_argument("--seed", type=int)
   tr.add_argument("--init", metavar="CHECKPOINT",
                   help="start from this SuperTiny checkpoint's weights (fine-tuning; a fresh optimizer and schedule)")

@@ -33,7 +33,7 @@ from .models.registry import CHANNEL_NAMES, SRModel
 from .models.weights import load_weights
 from .plotting import pyplot, save_figure
 from .runtime.devices import open_device
-from .runtime.training import core_lanes, jitted_step, train_step
+from .runtime.training import WeightAverage, core_lanes, jitted_step, train_step
 
 
 def l1_loss(sr: Tensor, hr: Tensor) -> Tensor:
@@ -187,6 +187,8 @@ class TrainConfig:
   gamma: float = 0.5
   min_lr: float = 0.0           # cosine floor
   clip: float = 0.0             # global gradient-norm clip; 0 = off (the paper used 1.0)
+  ema: float = 0.0              # decay per step of an exponential moving average of the weights, which validation
+                                # and best.safetensors then use (BasicSR's ema_decay, e.g. 0.999); 0 = off
   loss: str = "l1"
   augment: bool = True
   rescale: list[float] = field(default_factory=list)  # HR folders also at these sizes (MATLAB bicubic), as FSRCNN
@@ -249,6 +251,8 @@ class TrainConfig:
       problems.append('edge_margin trains the mirrored border: give the model options border = "symmetric"')
     if self.lr <= 0:
       problems.append("lr must be positive")
+    if not 0 <= self.ema < 1:
+      problems.append("ema must be in [0, 1): the moving average's decay per step (0 = off)")
     if any(not 0 < factor <= 1 for factor in self.rescale):
       problems.append("rescale factors must be in (0, 1]: the HR images are made smaller, never larger")
     if self.rescale and (self.worldstrat is not None or self.train_lr is not None):
@@ -500,10 +504,14 @@ def _train(config: TrainConfig, run: Run, resume: bool, report: Callable[[str], 
     # gradients across devices in backward, so the update equals the single-device one
     for p in model.parameters():
       p.shard_(devices)
+  saved = section(checkpoint, "optimizer") if checkpoint is not None else {}
+  averaged = _averaged_copy(model, config, devices, saved, report) if config.ema else None
   optimizer = make_optimizer(config, model.parameters())
   if checkpoint is not None:
-    restore_optimizer(optimizer, section(checkpoint, "optimizer"), str(run.last))
+    restore_optimizer(optimizer, {k: v for k, v in saved.items() if not k.startswith(AVERAGE_PREFIX)}, str(run.last))
   Tensor.realize(*model.parameters())
+  average = WeightAverage(model, averaged, config.ema) if averaged is not None else None
+  scored = averaged if averaged is not None else model  # what validation scores and best.safetensors holds
   run.open_board(start if checkpoint is not None else None)
 
   loss = LOSSES[config.loss] if not config.shave else InteriorLoss(LOSSES[config.loss], config.shave * config.scale)
@@ -516,26 +524,28 @@ def _train(config: TrainConfig, run: Run, resume: bool, report: Callable[[str], 
     """Wall time of the whole run, across resumes (`began`: this session's start)."""
     return spent + time.time() - began
 
-  def save(path: Path, step: int, val: dict | None = None) -> None:
+  def save(path: Path, step: int, val: dict | None = None, weights: Any = model) -> None:
     state = optimizer_state(optimizer)
+    if averaged is not None:
+      state.update({AVERAGE_PREFIX + k: v for k, v in get_state_dict(averaged).items()})
     # a finite loss can hide overflowed weights or Adam moments: never overwrite a good checkpoint with them
     finite = Tensor.stack(*[t.float().isfinite().all() for t in [*model.parameters(), *state.values()]]).all()
     if not finite.item():
       kept = f"; the last good checkpoint {run.last} is kept" if run.last.exists() else ""
       raise SuperTinyError(f"weights or optimizer state became non-finite by step {step}: stopped{kept}. "
                            "Try a lower --lr or --clip 1")
-    save_checkpoint(path, model, {**meta_base, "step": step, "best": best, "val": val,
+    save_checkpoint(path, weights, {**meta_base, "step": step, "best": best, "val": val,
                                   "seconds": round(run_seconds(), 1)}, state)
     if run.board is not None:
       run.board.flush()  # the event file then holds every step the checkpoint does: a resume leaves no gap
 
   def validate(step: int) -> dict[str, float] | None:
     if config.worldstrat is not None:
-      scores = evaluate_worldstrat(model, config.worldstrat, "val")  # cPSNR/cSSIM against SPOT
+      scores = evaluate_worldstrat(scored, config.worldstrat, "val")  # cPSNR/cSSIM against SPOT
       return {"psnr": scores.psnr, "ssim": scores.ssim}
     if config.val is None:
       return None
-    scores = evaluate_folder(model, config.val, config.scale, last=config.val_last)
+    scores = evaluate_folder(scored, config.val, config.scale, last=config.val_last)
     return {"psnr": scores.psnr, "ssim": scores.ssim}
 
   began, done = time.time(), start
@@ -551,6 +561,8 @@ def _train(config: TrainConfig, run: Run, resume: bool, report: Callable[[str], 
       rate = learning_rate(config, step)
       with training():
         loss = step_fn(lr_batch, hr_batch, rate)
+      if average is not None:
+        average.update()
       if not math.isfinite(loss):
         kept = f"; the last good checkpoint {run.last} (step {done}) is kept" if run.last.exists() else ""
         raise SuperTinyError(f"loss became {loss} at step {step + 1}: stopped{kept}. Try a lower --lr or --clip 1")
@@ -562,7 +574,7 @@ def _train(config: TrainConfig, run: Run, resume: bool, report: Callable[[str], 
         row.update(val_psnr=f"{val['psnr']:.4f}", val_ssim=f"{val['ssim']:.5f}")
         if val["psnr"] > best["psnr"]:
           best = {"psnr": val["psnr"], "ssim": val["ssim"], "step": done}
-          save(run.best, done, val)
+          save(run.best, done, val, scored)
         bar.set_postfix(loss=f"{loss:.4f}", psnr=f"{val['psnr']:.2f}")
       run.append(row)
       if val is not None:
@@ -584,8 +596,27 @@ def _train(config: TrainConfig, run: Run, resume: bool, report: Callable[[str], 
   bar.close()
   run.plot()
   if not run.best.exists():
-    save(run.best, done)  # no validation set: the last weights are the best we know
+    save(run.best, done, weights=scored)  # no validation set: the last weights are the best we know
   return {"step": done, "best_psnr": best["psnr"], "best_ssim": best["ssim"], "seconds": time.time() - began}
+
+
+AVERAGE_PREFIX = "ema."  # the moving average's tensors in a checkpoint's optimizer section
+
+
+def _averaged_copy(model: Any, config: TrainConfig, devices: tuple[str, ...], saved: dict[str, Tensor],
+                   report: Callable[[str], None]) -> Any:
+  """A second model for the moving average of `model`'s weights: the average a resumed checkpoint holds, else
+  the model's weights as they start (from `init`, a resume without an average, or the random start)."""
+  averaged = create_model(config.model, scale=config.scale, channels=config.channels, **config.options)
+  held = {k.removeprefix(AVERAGE_PREFIX): v for k, v in saved.items() if k.startswith(AVERAGE_PREFIX)}
+  if saved and not held:
+    report("the checkpoint holds no moving average of the weights: it starts from the weights it holds")
+  source = held or get_state_dict(model)
+  load_weights(averaged, {k: v.numpy() for k, v in source.items()})
+  if devices:
+    for p in averaged.parameters():  # as the model's
+      p.shard_(devices)
+  return averaged
 
 
 def held_out(config: TrainConfig) -> set[Path]:

@@ -136,6 +136,9 @@ def bicubic_psnr_of_the_sample(scale: int) -> float:
 
 
 def test_export_keeps_the_weights_and_sets_the_border(capsys, tmp_path):
+  from supertiny import cli
+  from supertiny.models.base import BORDERS
+  assert cli.BORDERS == BORDERS  # the option's choices are the models' own
   source = Path(shipped_for("espcn", 2, 1)[0]["path"])
   code, out, _ = run(capsys, "export", source, tmp_path / "mirrored.safetensors", "--border", "symmetric")
   assert code == 0 and "border symmetric" in out

@@ -95,6 +95,70 @@ def test_checkpoint_rebuilds_the_model_and_scores(tmp_path, assets, val_crops):
     train(TrainConfig.from_dict(_config(assets)), tmp_path / "run", progress=False)
 
 
+def test_weight_average_follows_pytorchs_exponential_moving_average():
+  """WeightAverage against torch.optim.swa_utils.AveragedModel (EMA, buffers too) fed the same weights, step by step:
+  FSRCNN, whose PReLU slopes are weights as well."""
+  torch = pytest.importorskip("torch")
+  from tinygrad import Tensor
+  from tinygrad.nn.state import get_state_dict
+  from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+  from supertiny.models import create_model
+  from supertiny.models.weights import load_weights
+  from supertiny.runtime.training import WeightAverage
+
+  model, averaged = (create_model("fsrcnn", scale=2, channels=1) for _ in range(2))
+  names = sorted(get_state_dict(model))
+  load_weights(averaged, {k: v.numpy() for k, v in get_state_dict(model).items()})
+  average = WeightAverage(model, averaged, 0.8)
+  holder = torch.nn.ParameterDict({k.replace(".", "_"): torch.nn.Parameter(torch.from_numpy(
+    get_state_dict(model)[k].numpy().copy())) for k in names})
+  reference = AveragedModel(holder, multi_avg_fn=get_ema_multi_avg_fn(0.8))
+  reference.update_parameters(holder)  # its first update takes the weights as they are, as ours starts
+  rng = np.random.default_rng(0)
+  for _ in range(4):
+    for k, tensor in get_state_dict(model).items():
+      value = rng.standard_normal(tensor.shape).astype(np.float32)
+      tensor.assign(Tensor(value)).realize()  # in place, as the optimizer writes them
+      holder[k.replace(".", "_")].data = torch.from_numpy(value)
+    average.update()
+    reference.update_parameters(holder)
+  for k in names:
+    np.testing.assert_allclose(get_state_dict(averaged)[k].numpy(),
+                               reference.module[k.replace(".", "_")].detach().numpy(), rtol=1e-5, atol=1e-6,
+                               err_msg=k)
+
+
+def test_a_moving_average_is_validated_kept_as_best_and_resumed(tmp_path, assets, val_crops):
+  """`ema`: the average starts at the run's starting weights and moves by (1 - decay) toward each step's weights;
+  validation scores it and best.safetensors holds it; last.safetensors keeps the trained weights and the average
+  (optimizer section), and a resume continues the average."""
+  from supertiny.evaluate import evaluate_folder
+
+  train(TrainConfig.from_dict(_config(assets, steps=1, val=None)), tmp_path / "start", progress=False,
+        report=lambda _: None)
+  start = tmp_path / "start" / "last.safetensors"
+  weight = "conv.weight"
+  w0 = read_checkpoint(start)[1][f"model/{weight}"].numpy()
+  config = _config(assets, init=str(start), steps=1, ema=0.75, val=val_crops, val_every=1, save_every=1)
+  train(TrainConfig.from_dict(config), tmp_path / "run", progress=False, report=lambda _: None)
+  meta, last = read_checkpoint(tmp_path / "run" / "last.safetensors")
+  w1, ema1 = last[f"model/{weight}"].numpy(), last[f"optimizer/ema.{weight}"].numpy()
+  assert np.abs(w1 - w0).max() > 1e-4  # the step moved the weights, so the check below can fail
+  np.testing.assert_allclose(ema1, 0.75 * w0 + 0.25 * w1, rtol=1e-6, atol=1e-8)
+  best_meta, best = read_checkpoint(tmp_path / "run" / "best.safetensors")
+  np.testing.assert_array_equal(best[f"model/{weight}"].numpy(), ema1)
+  model, _ = model_from_checkpoint(tmp_path / "run" / "best.safetensors")
+  assert best_meta["val"]["psnr"] == pytest.approx(evaluate_folder(model, val_crops, 2).psnr, abs=1e-6)
+  train(TrainConfig.from_dict({**config, "steps": 2}), tmp_path / "run", resume=True, progress=False,
+        report=lambda _: None)
+  last = read_checkpoint(tmp_path / "run" / "last.safetensors")[1]
+  w2 = last[f"model/{weight}"].numpy()
+  np.testing.assert_allclose(last[f"optimizer/ema.{weight}"].numpy(), 0.75 * ema1 + 0.25 * w2, rtol=1e-6, atol=1e-8)
+  with pytest.raises(SuperTinyError, match="ema must be in"):
+    TrainConfig.from_dict(_config(assets, ema=1.0))
+
+
 def _cli(*args: str) -> list[str]:
   return [sys.executable, "-m", "supertiny", "train", *args]
 
@@ -243,7 +307,7 @@ def test_ctrl_c_saves_between_steps_and_exits_130(tmp_path, assets):
 
 def test_data_parallel_training_equals_one_device(tmp_path, assets, val_crops):
   """Two CPU devices, half the batch each: the weights after training equal a one-device run's."""
-  overrides = {"steps": 4, "batch": 4, "save_every": 4, "val_every": 4, "clip": 1.0, "val": val_crops}
+  overrides = {"steps": 4, "batch": 4, "save_every": 4, "val_every": 4, "clip": 1.0, "val": val_crops, "ema": 0.5}
   train(TrainConfig.from_dict(_config(assets, **overrides)), tmp_path / "one", progress=False, report=print)
   train(TrainConfig.from_dict(_config(assets, **overrides, devices=["CPU:0", "CPU:1"])), tmp_path / "two",
         progress=False, report=print)
@@ -256,7 +320,7 @@ def test_data_parallel_training_equals_one_device(tmp_path, assets, val_crops):
 def test_training_on_two_cores_equals_one_core(tmp_path, assets, val_crops):
   """One thread and CPU device per core, half the batch each (supertiny.runtime.cores): the same weights as one core."""
   overrides = {"model": "espcn", "steps": 5, "batch": 4, "save_every": 5, "val_every": 5, "clip": 1.0,
-               "val": val_crops}
+               "val": val_crops, "ema": 0.5}
   for cores in (1, 2):
     train(TrainConfig.from_dict(_config(assets, **overrides, cores=cores)), tmp_path / str(cores), progress=False,
           report=print)

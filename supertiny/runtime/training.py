@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 from tinygrad import Tensor, TinyJit, dtypes
 from tinygrad.nn.optim import Optimizer
+from tinygrad.nn.state import get_state_dict
 
 from .cores import SplitTrainStep, core_devices, has_batchnorm, optimizer_tensors
 
@@ -78,3 +79,28 @@ def train_step(model: Callable[[Tensor], Tensor], optimizer: Optimizer, loss_fn:
     return t.shard(devices, axis=axis) if devices else t
 
   return lambda lr, hr, rate: jit(place(lr, 0), place(hr, 0), place(np.array([rate], np.float32), None)).item()
+
+
+class WeightAverage:
+  """An exponential moving average of `model`'s weights kept in `averaged` (a second model of the same build, on
+  the same device or shards): after each step `update()` sets every float tensor of its state to
+  decay * itself + (1 - decay) * the model's, in one jitted pass. BatchNorm's running statistics average too."""
+
+  def __init__(self, model: object, averaged: object, decay: float):
+    if not 0.0 < decay < 1.0:
+      raise ValueError(f"decay must be in (0, 1), got {decay}")
+    source, target = get_state_dict(model), get_state_dict(averaged)
+    if set(source) != set(target):
+      raise ValueError("the averaged model's state does not match the model's")
+    self.decay = decay
+    self.pairs = [(target[name], source[name]) for name in sorted(source) if dtypes.is_float(source[name].dtype)]
+    Tensor.realize(*[t for pair in self.pairs for t in pair])
+
+    @TinyJit
+    def update() -> None:
+      Tensor.realize(*[mean.assign(mean * decay + weight * (1.0 - decay)) for mean, weight in self.pairs])
+
+    self._update = update
+
+  def update(self) -> None:
+    self._update()
