@@ -39,9 +39,7 @@ paper() {  # paper NAME METHOD SETTING: one run of the paper study, resumed from
   timeout -s INT -k 30 $((deadline - SECONDS)) $py -m supertiny paper --out "runs/$name" --resume \
     --methods "$method" --settings "$setting"
 }
-fsrcnn_x3_centred() {  # the from-scratch centred FSRCNN x3, then its L2 stage from its best once it finishes
-  train fsrcnn_x3_t91_centred configs/fsrcnn_x3_t91_centred.toml --resume || return
-  cp runs/fsrcnn_x3_t91_centred/best.safetensors training/fsrcnn_x3_t91_centred/best.safetensors
+fsrcnn_x3_centred() {  # the L2 stage of the from-scratch centred FSRCNN x3 (finished; its best is committed)
   train fsrcnn_x3_291_centred_l2 configs/fsrcnn_x3_291_centred_l2.toml
 }
 job() {  # job NAME COMMAND...: in the background, logged to logs/NAME.log, unless ONLY leaves it out
