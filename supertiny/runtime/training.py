@@ -1,7 +1,7 @@
 """One training step factory for every placement: `train_step(...)` returns `step(lr, hr, rate) -> loss` for numpy
 batches whatever runs it: one device (a TinyJit of forward, loss, backward and update), devices that share the
 batch through tinygrad's sharding, or every CPU core (supertiny.runtime.cores.SplitTrainStep: a copy of the model
-per core, each a share of the batch)."""
+per core, each a share of the batch). `WeightAverage` keeps a moving average of the weights beside them."""
 
 from __future__ import annotations
 
