@@ -526,7 +526,7 @@ def _train(config: TrainConfig, run: Run, resume: bool, report: Callable[[str], 
 
   def save(path: Path, step: int, val: dict | None = None, weights: Any = model) -> None:
     state = optimizer_state(optimizer)
-    if averaged is not None:
+    if averaged is not None and weights is model:  # best.safetensors holds the average as its model already
       state.update({AVERAGE_PREFIX + k: v for k, v in get_state_dict(averaged).items()})
     # a finite loss can hide overflowed weights or Adam moments: never overwrite a good checkpoint with them
     finite = Tensor.stack(*[t.float().isfinite().all() for t in [*model.parameters(), *state.values()]]).all()
