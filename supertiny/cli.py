@@ -801,7 +801,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "model learns the image edges as it sees them [0]")
   tr.add_argument("--learning-rate", dest="lr", type=float, help="learning rate")
   tr.add_argument("--lr", dest="old_lr", type=float, help=argparse.SUPPRESS)  # deprecated: --learning-rate
-  tr.add_argument("--loss", choices=("l1", "l2", "charbonnier"))
+  tr.add_argument("--loss", choices=("l1", "l2", "charbonnier", "psnr"))
   tr.add_argument("--optimizer", choices=("adam", "adamw"))
   tr.add_argument("--schedule", choices=("constant", "step", "cosine"))
   tr.add_argument("--warmup", type=int)

@@ -413,6 +413,33 @@ def test_shave_leaves_the_patch_edges_out_of_the_loss():
     TrainConfig.from_dict({"model": "espcn", "scale": 3, "train": ["x"], "patch": 12, "shave": 6})
 
 
+def test_psnr_loss_is_minus_the_mean_patch_psnr_with_pytorchs_gradient():
+  """loss = "psnr": minus the mean over the batch of each patch's PSNR (peak 1, dB), value and gradient against
+  PyTorch's autograd of the same definition, inside InteriorLoss as a shaved run uses it; the CLI offers every loss."""
+  torch = pytest.importorskip("torch")
+  from tinygrad import Tensor
+
+  from supertiny.cli import build_parser
+  from supertiny.train import LOSSES, InteriorLoss
+
+  rng = np.random.default_rng(3)
+  sr, hr = rng.random((3, 1, 10, 10), dtype=np.float32), rng.random((3, 1, 10, 10), dtype=np.float32)
+  sr[1] = hr[1] + 0.002 * rng.standard_normal((1, 10, 10)).astype(np.float32)  # one nearly exact patch
+  ours_sr = Tensor(sr)
+  value = InteriorLoss(LOSSES["psnr"], 2)(ours_sr, Tensor(hr))
+  (gradient,) = value.gradient(ours_sr)
+  ref_sr = torch.tensor(sr, requires_grad=True)
+  mse = (ref_sr[..., 2:-2, 2:-2] - torch.from_numpy(hr)[..., 2:-2, 2:-2]).pow(2).mean(dim=(1, 2, 3))
+  reference = -(10 * torch.log10(1 / (mse + 1e-6))).mean()
+  reference.backward()
+  assert value.item() == pytest.approx(reference.item(), rel=1e-5)
+  np.testing.assert_allclose(gradient.numpy(), ref_sr.grad.numpy(), rtol=1e-4, atol=1e-7)
+  assert np.abs(ref_sr.grad.numpy()[1]).max() > 10 * np.abs(ref_sr.grad.numpy()[0]).max()  # the exact patch weighs more
+  choices = next(a.choices for a in build_parser()._subparsers._group_actions[0].choices["train"]._actions
+                 if a.dest == "loss")
+  assert tuple(choices) == tuple(LOSSES)
+
+
 def test_edge_margin_trains_a_mirrored_border_model_from_a_zero_border_start(tmp_path, assets):
   """edge_margin needs the mirrored border and at most `shave`; a border="symmetric" run may start from a checkpoint
   without it (the border changes no weight), and its checkpoints carry the border."""
