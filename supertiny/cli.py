@@ -19,6 +19,7 @@ from .data.radiometry import CHOICES as RADIOMETRY_CHOICES
 from .errors import SuperTinyError, Terminated, raise_terminated
 
 BORDERS = ("zeros", "symmetric")  # supertiny.models.base.BORDERS, written out: the CLI starts without tinygrad
+LOSSES = ("l1", "l2", "charbonnier", "psnr")  # supertiny.train.LOSSES' names, written out for the same reason
 
 SAMPLE = Path(__file__).parent / "samples" / "butterfly.png"
 
@@ -801,7 +802,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "model learns the image edges as it sees them [0]")
   tr.add_argument("--learning-rate", dest="lr", type=float, help="learning rate")
   tr.add_argument("--lr", dest="old_lr", type=float, help=argparse.SUPPRESS)  # deprecated: --learning-rate
-  tr.add_argument("--loss", choices=("l1", "l2", "charbonnier", "psnr"))
+  tr.add_argument("--loss", choices=LOSSES)
   tr.add_argument("--optimizer", choices=("adam", "adamw"))
   tr.add_argument("--schedule", choices=("constant", "step", "cosine"))
   tr.add_argument("--warmup", type=int)
