@@ -18,10 +18,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from supertiny.checkpoint import model_from_checkpoint  # noqa: E402
-from supertiny.data.images import list_images  # noqa: E402
+from supertiny.data.images import list_images, to_float  # noqa: E402
 from supertiny.evaluate import load_pair, score  # noqa: E402
 from supertiny.infer import upscale_tiled  # noqa: E402
-from supertiny.metrics import psnr  # noqa: E402
+from supertiny.metrics import psnr, to_metric_space  # noqa: E402
 from supertiny.ops import imresize, rgb_to_y  # noqa: E402
 from supertiny.pretrained import WEIGHTS  # noqa: E402
 
@@ -53,12 +53,13 @@ def main() -> None:
     rows = []
     for path in list_images(folder):
       lr, hr = load_pair(path, s)
-      hr_y = np.round(luma(hr) * 255)
+      hr_y = to_metric_space(to_float(hr))  # the protocol's 8-bit Y, as MATLAB's uint8 rgb2ycbcr
+      lr_y8 = luma(lr)  # Y of the protocol's 8-bit RGB LR
       lr_y = imresize(hr_y / 255, 1.0 / s)  # double precision, as the published code degrades
       rows.append((score(upscale_tiled(model, lr), hr, s)[0],
-                   psnr(y_of_model(model, luma(lr)), hr_y, s),
+                   psnr(y_of_model(model, lr_y8), hr_y, s),
                    psnr(y_of_model(model, lr_y), hr_y, s),
-                   psnr(np.round(np.clip(imresize(luma(lr), float(s)), 0, 1) * 255), hr_y, s),
+                   psnr(np.round(np.clip(imresize(lr_y8, float(s)), 0, 1) * 255), hr_y, s),
                    psnr(np.round(np.clip(imresize(lr_y, float(s)), 0, 1) * 255), hr_y, s)))
     means = np.mean(rows, axis=0)
     print(f"{folder.name} ({len(rows)} images), {args.stem}: "
