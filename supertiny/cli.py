@@ -604,7 +604,8 @@ def cmd_timeseries(args: argparse.Namespace) -> int:
 
   result = study(series, scale=args.scale, revisits=args.revisits, steps=args.steps, test_every=args.test_every,
                  seed=args.seed, misregistration=args.misregistration, stacked=args.stacked, figure=args.figure,
-                 revisit_dropout=args.revisit_dropout, validate_every=args.validate_every, progress=progress)
+                 revisit_dropout=args.revisit_dropout, validate_every=args.validate_every, progress=progress,
+                 cores=args.cores)
   for bar in bars.values():
     bar.close()
   if args.json:
@@ -902,6 +903,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "alone (an ablation; it did not help on the Landsat series)")
   tsp.add_argument("--figure", metavar="PNG", help="draw the first held-back target: revisits, predictions, truth")
   tsp.add_argument("--json", action="store_true", help="print one JSON document (with per-date scores)")
+  tsp.add_argument("--cores", type=_positive_int,
+                   help="on the CPU: data-parallel training over this many cores, one thread and CPU device each [all]")
   tsp.set_defaults(run=cmd_timeseries)
 
   pp = sub.add_parser("paper", help="the seed paper's study: five methods and three interpolations, trained in the "

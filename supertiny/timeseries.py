@@ -148,7 +148,7 @@ class _Run:
 def study(series: TimeSeries, scale: int = 2, revisits: int = 4, steps: int = 3000, test_every: int = 3,
           seed: int = 0, misregistration: float = 1.0, stacked: str | None = None, figure: str | Path | None = None,
           revisit_dropout: bool = False, validate_every: int = 4,
-          progress: Callable[[str, int, float], None] | None = None) -> dict:
+          progress: Callable[[str, int, float], None] | None = None, cores: int | None = None) -> dict:
   """Train the fusion model on one revisit (the clearest: single-image SR) and on `revisits`, and score them,
   bicubic and the untrained fusion model (the bicubic upscale of its consensus base) on the held-back targets.
   `validate_every`: every Nth training target is kept out of training to choose each model's weights (its best mean
@@ -156,7 +156,7 @@ def study(series: TimeSeries, scale: int = 2, revisits: int = 4, steps: int = 30
   revisit alone and given the revisits stacked as input channels (`create_model(stacked, revisits=k)`), both
   trained the same way. `figure`: a PNG of the first held-back target's revisits, every method's prediction and the
   truth (draw_figure). `revisit_dropout`: the fusion model also trains on every target with its reference revisit
-  alone (an ablation; docs/satellite.md)."""
+  alone (an ablation; docs/satellite.md). `cores`: on the CPU, how many cores share each training batch (train.fit)."""
   samples, test = build_samples(series, scale, revisits, test_every, misregistration=misregistration)
   held = set(range(validate_every - 1, len(samples), validate_every)) if validate_every else set()
   if len(held) == len(samples):
@@ -194,7 +194,8 @@ def study(series: TimeSeries, scale: int = 2, revisits: int = 4, steps: int = 30
       def validate(model: Any = run.model, held_inputs: np.ndarray = held_inputs) -> float:
         predictions = forward_batch(model, held_inputs)
         return float(np.mean([score(sr, s)[0] for sr, s in zip(predictions, validation, strict=True)]))
-    fits[run.name] = fit(run.model, inputs, goals, scale, steps, seed=seed, progress=report, validate=validate)
+    fits[run.name] = fit(run.model, inputs, goals, scale, steps, seed=seed, progress=report, validate=validate,
+                         cores=cores)
   methods: dict[str, Callable[[RevisitSample], np.ndarray]] = {
     "bicubic (clearest revisit)": lambda s: np.moveaxis(imresize(np.moveaxis(s.single_input(), 0, -1), scale), -1, 0)}
   for run in runs:

@@ -121,16 +121,17 @@ class Fitted:
 
 def fit(model, inputs: np.ndarray, targets: np.ndarray, scale: int, steps: int, batch: int = 16, patch: int = 12,
         rate: float = 1e-3, seed: int = 0, progress: Callable[[int, float], None] | None = None,
-        validate: Callable[[], float] | None = None, validate_every: int = 100) -> Fitted:
+        validate: Callable[[], float] | None = None, validate_every: int = 100, cores: int | None = None) -> Fitted:
   """Train `model` in memory on LR `inputs` (N x Cin x h x w) against `targets` (N x (C+1) x H x W, clear mask
   last) by the masked L1 loss on random augmented patches, Adam with a cosine schedule from `rate` to rate/100.
   `validate` (higher is better, on held-back data) is called before the first step, every `validate_every` steps
   and after the last; the model ends with the weights of its best call: small data sets overfit long before the
-  schedule ends. For studies whose data fits in memory (supertiny train runs from files, resumably)."""
+  schedule ends. `cores`: on the CPU, how many share each batch (None: SUPERTINY_CORES or every core). For studies
+  whose data fits in memory (supertiny train runs from files, resumably)."""
   Tensor.manual_seed(seed)
   rng = np.random.default_rng(seed)
   optimizer = Adam(model.parameters(), lr=rate)
-  step = train_step(model, optimizer, masked_l1, batch)
+  step = train_step(model, optimizer, masked_l1, batch, cores=cores)
   fitted = Fitted(math.nan)
   kept: dict[str, np.ndarray] = {}
 

@@ -83,13 +83,13 @@ def test_held_back_dates_never_feed_training_and_revisits_are_the_nearest(series
     assert sample.fusion_input()[3].mean() == pytest.approx(fractions.max())
 
 
-def test_the_study_command_runs_and_reports_every_method(series_folder, capsys, monkeypatch):
-  # one core: a copy of each of the four models per core would compile every step twice (tests/test_cores.py checks
-  # the split itself)
-  monkeypatch.setenv("SUPERTINY_CORES", "1")
+def test_the_study_command_runs_and_reports_every_method(series_folder, capsys):
   figure = series_folder.parent / "figure.png"
   assert main(["timeseries", str(series_folder), "--scale", "2", "--revisits", "2", "--steps", "3",
-               "--test-every", "2", "--stacked", "espcn", "--figure", str(figure)]) == 0
+               "--test-every", "2", "--stacked", "espcn", "--figure", str(figure),
+               # one core: a copy of each of the four models per core would compile every step twice
+               # (tests/test_cores.py checks the split itself)
+               "--cores", "1"]) == 0
   assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
   out = capsys.readouterr().out
   for method in ("bicubic (clearest revisit)", "single-image (clearest revisit)", "consensus (2 revisits, untrained)",

@@ -164,12 +164,11 @@ def test_train_takes_a_worldstrat_root_and_validates_on_its_val_split(root, tmp_
 
 
 @pytest.mark.parametrize("model", ["fusion", "espcn"])
-def test_multi_revisit_models_train_and_score_on_worldstrat(root, tmp_path, capsys, monkeypatch, model):
+def test_multi_revisit_models_train_and_score_on_worldstrat(root, tmp_path, capsys, model):
   """`train --worldstrat ROOT --revisits 2`: the two clearest revisits stacked as input (with their clear masks for
   the fusion model), validated on the val split; `eval --worldstrat` of the checkpoint scores it the same way."""
   if "kaggle" in str(root):
     pytest.skip("past the reader (checked in both layouts above) training does not depend on the layout")
-  monkeypatch.setenv("SUPERTINY_CORES", "1")  # 4 steps: a model copy per core would compile each step twice
   with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     pairs = training_pairs(root, scale=2, channels=3, revisits=2, masks=True)
@@ -181,6 +180,7 @@ def test_multi_revisit_models_train_and_score_on_worldstrat(root, tmp_path, caps
     run = tmp_path / "run"
     assert main(["train", "--model", model, "--scale", "2", "--channels", "rgb", "--worldstrat", str(root),
                  "--revisits", "2", "--steps", "4", "--batch", "2", "--patch", "8", "--val-every", "4",
+                 "--cores", "1",  # 4 steps: a model copy per core would compile each step twice
                  "--out", str(run)]) == 0
     assert read_checkpoint(run / "best.safetensors")[0]["options"]["revisits"] == 2
     capsys.readouterr()
