@@ -662,6 +662,9 @@ def _image_limit(parser: argparse.ArgumentParser) -> None:
                            "[$SUPERTINY_MAX_PIXELS or 1.07e9, about a gigapixel]")
 
 
+TRAINING_CORES_HELP = "on the CPU: data-parallel over this many cores, one thread and CPU device each [all]"
+
+
 def build_parser() -> argparse.ArgumentParser:
   parser = argparse.ArgumentParser(prog="supertiny", description="Super-resolution in tinygrad.")
   parser.add_argument("--version", action="version", version=f"supertiny {__version__}")
@@ -818,8 +821,7 @@ def build_parser() -> argparse.ArgumentParser:
   tr.add_argument("--save-every", dest="save_every", type=_positive_int)
   tr.add_argument("--devices", metavar="N|DEV,DEV",
                   help="data-parallel over N devices of the default backend or the named ones (CUDA:0,CUDA:1)")
-  tr.add_argument("--cores", type=_positive_int,
-                  help="on the CPU: data-parallel over this many cores, one thread and CPU device each [all]")
+  tr.add_argument("--cores", type=_positive_int, help=TRAINING_CORES_HELP)
   tr.add_argument("--no-cache", dest="no_cache", action="store_true",
                   help="do not keep degraded LR images on disk ($SUPERTINY_CACHE, ~/.cache/supertiny/degraded)")
   tr.add_argument("--out", required=True, metavar="RUN_DIR", help="run folder")
@@ -903,8 +905,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "alone (an ablation; it did not help on the Landsat series)")
   tsp.add_argument("--figure", metavar="PNG", help="draw the first held-back target: revisits, predictions, truth")
   tsp.add_argument("--json", action="store_true", help="print one JSON document (with per-date scores)")
-  tsp.add_argument("--cores", type=_positive_int,
-                   help="on the CPU: data-parallel training over this many cores, one thread and CPU device each [all]")
+  tsp.add_argument("--cores", type=_positive_int, help=TRAINING_CORES_HELP)
   tsp.set_defaults(run=cmd_timeseries)
 
   pp = sub.add_parser("paper", help="the seed paper's study: five methods and three interpolations, trained in the "
