@@ -558,7 +558,7 @@ def cmd_sentinel2(args: argparse.Namespace) -> int:
           bar.set_postfix(loss=f"{loss:.5f}")
 
       model, loss = sentinel2.train_sharpener(scene, job, split, steps=args.steps, seed=args.seed, width=args.width,
-                                              blocks=args.blocks, progress=progress)
+                                              blocks=args.blocks, progress=progress, cores=args.cores)
   elif args.weights or job.shipped.is_file():
     model, meta = sentinel2.load_sharpener(args.weights, job)
   rows = sentinel2.evaluate(scene, job, model, split)
@@ -877,6 +877,7 @@ def build_parser() -> argparse.ArgumentParser:
   s2p.add_argument("--band", choices=("B05", "B06", "B07", "B8A", "B11", "B12"), default="B11",
                    help="--figure: the band to draw [B11]")
   s2p.add_argument("--json", action="store_true", help="train, evaluate: print one JSON document")
+  s2p.add_argument("--cores", type=_positive_int, help="train: " + TRAINING_CORES_HELP)
   s2p.set_defaults(run=cmd_sentinel2)
 
   tsp = sub.add_parser("timeseries", help="multi-revisit study on a Landsat time series: fusion vs single-image vs "

@@ -120,13 +120,16 @@ def predict(model: BandSharpener, stack: np.ndarray) -> np.ndarray:
 
 def train_sharpener(scene: Scene, job: Sharpening, split: int, steps: int = 3000, seed: int = 0, width: int = 32,
                     blocks: int = 4, batch: int = 16, patch: int = 32,
-                    progress: Callable[[int, float], None] | None = None) -> tuple[BandSharpener, float]:
-  """A band sharpener trained by Wald's protocol on the scene's columns before `split`; (model, last loss)."""
+                    progress: Callable[[int, float], None] | None = None,
+                    cores: int | None = None) -> tuple[BandSharpener, float]:
+  """A band sharpener trained by Wald's protocol on the scene's columns before `split`; (model, last loss).
+  `cores`: on the CPU, how many share each batch (as train.fit's)."""
   inputs, target, valid = wald_pair(scene, job, slice(0, split))
   model = BandSharpener(len(job.guides), len(job.targets), width, blocks)
   targets = np.concatenate([target, valid[..., None].astype(np.float32)], axis=-1)
   loss = fit(model, np.moveaxis(inputs, -1, 0)[None], np.moveaxis(targets, -1, 0)[None], scale=1, steps=steps,
-             batch=batch, patch=min(patch, *target.shape[:2]), seed=seed, progress=progress).loss
+             batch=batch, patch=min(patch, *target.shape[:2]), seed=seed, progress=progress,
+             cores=cores).loss
   return model, loss
 
 

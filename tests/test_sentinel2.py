@@ -194,7 +194,7 @@ def test_train_and_evaluate_commands_on_a_small_scene(tmp_path, capsys):
   folder = write_scene(tmp_path / "scene")
   weights = tmp_path / "w.safetensors"
   assert main(["sentinel2", "train", str(folder), "--out", str(weights), "--steps", "3", "--width", "8",
-               "--blocks", "1", "--radiometry", "s2", "--json"]) == 0
+               "--blocks", "1", "--radiometry", "s2", "--json", "--cores", "1"]) == 0
   result = json.loads(capsys.readouterr().out)
   assert result["held_back_columns"] == [96, COLS] and [r["band"] for r in result["rmse_dn"]] == list(
     sentinel2.BANDS_20M)
